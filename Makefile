@@ -34,7 +34,9 @@ debian-packages:
 
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto --grpc_python_out=proto \
-	  --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=proto proto/preflight/v1/report.proto
+	  --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --mypy_out=proto \
+	  --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc --mypy_grpc_out=proto \
+	  proto/preflight/v1/report.proto
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent collector proto/preflight tests bench

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
-
 from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_file
+from pydantic import Field
 
 __all__ = ["CollectorConfig", "ConfigError", "load_config"]
 
@@ -41,6 +40,8 @@ class CollectorConfig(StrictModel):
     heartbeat_interval: Duration = 30.0
     # A node is stale (preflight_agent_up 0) after this many missed heartbeats.
     stale_after_heartbeats: int = Field(default=3, ge=1)
+    # A node silent this long is forgotten: its series disappear from /metrics.
+    forget_after: Duration = 3600.0
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
 

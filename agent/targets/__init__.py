@@ -12,15 +12,34 @@ if TYPE_CHECKING:
     from agent.config import EgressTarget
 
 RUNAI_2020: tuple[dict[str, Any], ...] = (
-    {"name": "runai-charts.storage.googleapis.com", "host": "runai-charts.storage.googleapis.com",
-     "path": "/", "phase": "install"},
+    {
+        "name": "runai-charts.storage.googleapis.com",
+        "host": "runai-charts.storage.googleapis.com",
+        "path": "/",
+        "phase": "install",
+    },
     {"name": "hub.docker.com", "host": "hub.docker.com", "path": "/", "phase": "install"},
-    {"name": "gcr.io/run-ai-prod", "host": "gcr.io", "path": "/v2/", "phase": "install",
-     "expect_status": (200, 401), "require_header_for": {401: "www-authenticate"}},
-    {"name": "quay.io", "host": "quay.io", "path": "/v2/", "phase": "install",
-     "expect_status": (200, 401)},
-    {"name": "prometheus-us-central1.grafana.net", "host": "prometheus-us-central1.grafana.net",
-     "path": "/api/prom/push", "phase": "runtime"},
+    {
+        "name": "gcr.io/run-ai-prod",
+        "host": "gcr.io",
+        "path": "/v2/",
+        "phase": "install",
+        "expect_status": (200, 401),
+        "require_header_for": {401: "www-authenticate"},
+    },
+    {
+        "name": "quay.io",
+        "host": "quay.io",
+        "path": "/v2/",
+        "phase": "install",
+        "expect_status": (200, 401),
+    },
+    {
+        "name": "prometheus-us-central1.grafana.net",
+        "host": "prometheus-us-central1.grafana.net",
+        "path": "/api/prom/push",
+        "phase": "runtime",
+    },
     {"name": "app.run.ai", "host": "app.run.ai", "path": "/", "phase": "runtime"},
 )
 

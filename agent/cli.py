@@ -1,0 +1,111 @@
+"""`preflight-agent`: probe this node and push reports to the collector (or print one, --once)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from agent.client import ReportClient
+from agent.config import AgentConfig, ConfigError, load_config, resolve_node_name
+from agent.report import build_report, to_json, to_text
+from agent.runner import Agent, agent_version, default_probes, run_cycle
+
+EXIT_CONFIG = 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="preflight-agent", description="Probe this node against the Run:AI prerequisites."
+    )
+    parser.add_argument("--config", type=Path, help="agent YAML config (default: built-in)")
+    parser.add_argument("--collector", metavar="HOST:PORT", help="collector gRPC address")
+    parser.add_argument("--node-name", help="default: $NODE_NAME, then the hostname")
+    parser.add_argument("--host-root", type=Path, help="where the host's / is (in a pod: /host)")
+    parser.add_argument("--once", action="store_true", help="probe once, print, exit 0")
+    parser.add_argument("--format", choices=("json", "text"), default="text")
+    parser.add_argument("--check-config", action="store_true", help="validate config and exit")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def effective_config(args: argparse.Namespace) -> AgentConfig:
+    config = load_config(args.config)
+    updates: dict[str, object] = {}
+    if args.collector:
+        updates["collector"] = config.collector.model_copy(update={"address": args.collector})
+    if args.host_root:
+        updates["host_root"] = args.host_root
+    return config.model_copy(update=updates) if updates else config
+
+
+async def run_once(config: AgentConfig, node_name: str, output_format: str) -> None:
+    probes = default_probes(config, node_name)
+    try:
+        snapshot = await run_cycle(probes)
+    finally:
+        if probes.close is not None:
+            await probes.close()
+    report = build_report(
+        snapshot,
+        node_name=node_name,
+        agent_version=agent_version(),
+        instance_id="once",
+        sequence=1,
+        probe_interval=config.probe_interval,
+        heartbeat_interval=config.heartbeat_interval,
+    )
+    print(to_json(report) if output_format == "json" else to_text(report))
+
+
+async def run_forever(config: AgentConfig, node_name: str) -> None:
+    client = ReportClient(
+        config.collector.address,
+        timeout=config.collector.timeout,
+        max_backoff=config.collector.max_backoff,
+    )
+    agent = Agent(config, node_name, default_probes(config, node_name), client.submit)
+    client.on_ack = lambda ack: agent.adopt_heartbeat(ack.heartbeat_interval_seconds)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stop)
+    sender = asyncio.create_task(client.run())
+    logging.getLogger(__name__).info(
+        "agent %s for node %s pushing to %s", agent.instance_id, node_name, client.address
+    )
+    try:
+        await agent.run()
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = effective_config(args)
+    except ConfigError as error:
+        print(f"preflight-agent: config error:\n{error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        print(f"preflight-agent: config OK ({args.config or 'built-in defaults'})")
+        return 0
+    node_name = resolve_node_name(args.node_name, config)
+    if args.once:
+        asyncio.run(run_once(config, node_name, args.format))
+    else:
+        asyncio.run(run_forever(config, node_name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

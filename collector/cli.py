@@ -1,0 +1,56 @@
+"""`preflight-collector`: aggregate agent reports, judge requirements, serve metrics and pages."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from collector.config import ConfigError, load_config
+from collector.profile import load_profile
+from collector.service import CollectorService
+
+EXIT_CONFIG = 2
+
+
+async def serve(service: CollectorService) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="preflight-collector", description="Collect agent reports and judge the cluster."
+    )
+    parser.add_argument("--config", type=Path, help="collector YAML config (default: built-in)")
+    parser.add_argument("--check-config", action="store_true", help="validate config and exit")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(args.config)
+        load_profile(config.profile)
+    except ConfigError as error:
+        print(f"preflight-collector: config error:\n{error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        print(f"preflight-collector: config OK ({args.config or 'built-in defaults'})")
+        return 0
+    asyncio.run(serve(CollectorService(config)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

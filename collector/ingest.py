@@ -1,0 +1,83 @@
+"""The gRPC side of the collector: the Report servicer and the standard health service.
+
+Report is registered with a raw-bytes handler so that a malformed or oversized
+message is rejected with a reason and counted, instead of dying inside gRPC's
+deserializer where nobody sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from preflight.v1 import report_pb2 as pb
+
+from collector.state import ClusterState, Rejected
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "preflight.v1.Collector"
+# gRPC's own ceiling sits above the configured limit so oversize reports reach
+# our handler, get a reason and are counted; beyond it gRPC refuses by itself.
+GRPC_CEILING_FACTOR = 4
+
+
+class ReportServicer:
+    def __init__(self, state: ClusterState, heartbeat_interval: float) -> None:
+        self.state = state
+        self.heartbeat_interval = heartbeat_interval
+
+    async def report(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ReportAck:
+        now = time.time()
+        try:
+            if len(raw) > self.state.limits.max_message_bytes:
+                self.state.count_rejection("message_too_large")
+                raise Rejected(
+                    "message_too_large",
+                    f"{len(raw)} bytes, limit {self.state.limits.max_message_bytes}",
+                )
+            try:
+                report = pb.NodeReport.FromString(raw)
+            except DecodeError as error:
+                self.state.count_rejection("malformed")
+                raise Rejected("malformed", f"not a NodeReport: {error}") from None
+            self.state.accept(report, now)
+        except Rejected as rejection:
+            log.warning("rejected report: %s", rejection)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(rejection))
+        ack = pb.ReportAck(heartbeat_interval_seconds=self.heartbeat_interval)
+        ack.collector_time.GetCurrentTime()
+        return ack
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "Report": grpc.unary_unary_rpc_method_handler(
+                    self.report,
+                    request_deserializer=None,
+                    response_serializer=pb.ReportAck.SerializeToString,
+                )
+            },
+        )
+
+
+async def start_grpc_server(servicer: ReportServicer, address: str) -> tuple[grpc.aio.Server, int]:
+    """Starts the server; returns it and the port actually bound (for `:0`)."""
+    ceiling = servicer.state.limits.max_message_bytes * GRPC_CEILING_FACTOR
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", ceiling)])
+    server.add_generic_rpc_handlers((servicer.handler(),))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen for gRPC on {address}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port

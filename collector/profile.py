@@ -1,0 +1,79 @@
+"""Requirement profiles: thresholds, targets and hysteresis as validated YAML data."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_file
+from pydantic import Field
+
+
+class KubernetesVersionRule(StrictModel):
+    minimum: str
+    recommended: str
+
+
+class ControlPlaneRule(StrictModel):
+    cpus: int = Field(ge=1)
+    memory_bytes: int = Field(ge=1)
+    dedicated: bool = True
+
+
+class SharedVolumeRule(StrictModel):
+    paths: tuple[str, ...] = ()
+    marker_max_age: Duration = 300.0
+
+
+class ProfileTarget(StrictModel):
+    name: str = Field(min_length=1)
+    host: str = Field(min_length=1)
+    port: int = Field(default=443, ge=1, le=65535)
+    path: str = "/"
+    phase: Literal["install", "runtime"]
+    expect_status: tuple[int, ...] = ()
+    require_header_for: dict[int, str] = Field(default_factory=dict)
+
+
+class EgressRule(StrictModel):
+    targets: tuple[ProfileTarget, ...]
+
+
+class Hysteresis(StrictModel):
+    fail_after: int = Field(default=2, ge=1)
+    pass_after: int = Field(default=2, ge=1)
+
+
+class Profile(StrictModel):
+    name: str
+    description: str = ""
+    kubernetes_version: KubernetesVersionRule
+    control_plane: ControlPlaneRule
+    shared_volume: SharedVolumeRule = Field(default_factory=SharedVolumeRule)
+    egress: EgressRule
+    hysteresis: Hysteresis = Field(default_factory=Hysteresis)
+
+    def targets_of_phase(self, phase: str) -> tuple[ProfileTarget, ...]:
+        return tuple(t for t in self.egress.targets if t.phase == phase)
+
+
+def shipped_profiles() -> list[str]:
+    folder = resources.files("collector.profiles")
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A shipped profile by name (`runai-2020`) or any YAML file by path."""
+    if name_or_path in shipped_profiles():
+        with resources.as_file(resources.files("collector.profiles") / f"{name_or_path}.yaml") as p:
+            return load_yaml_file(Profile, p)
+    path = Path(name_or_path)
+    if not path.exists():
+        raise ConfigError(
+            f"profile {name_or_path!r}: neither a shipped profile "
+            f"({', '.join(shipped_profiles())}) nor an existing file"
+        )
+    return load_yaml_file(Profile, path)

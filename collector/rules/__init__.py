@@ -1,0 +1,68 @@
+"""Verdict rules: pure functions from a ClusterView to a Verdict, one module per requirement.
+
+Rules that need the Kubernetes API read `unknown` in standalone mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from collector.rules import agent_coverage, egress_install, egress_runtime
+from collector.rules.model import ClusterView, Verdict
+
+Rule = Callable[[ClusterView], Verdict]
+
+# Requirement id → rule, in the order of DESIGN.md §1.
+RULES: dict[str, Rule] = {
+    "egress_install": egress_install.evaluate,
+    "egress_runtime": egress_runtime.evaluate,
+    "agent_coverage": agent_coverage.evaluate,
+}
+REQUIREMENTS = (
+    "kubernetes_version",
+    "control_plane_hardware",
+    "shared_volume",
+    "egress_install",
+    "egress_runtime",
+    "agent_coverage",
+    "gpu_nodes",
+)
+# Which requirements must hold for each phase of the Run:AI lifecycle.
+PHASE_REQUIREMENTS = {
+    "install": (
+        "kubernetes_version",
+        "control_plane_hardware",
+        "shared_volume",
+        "egress_install",
+        "agent_coverage",
+        "gpu_nodes",
+    ),
+    "runtime": (
+        "kubernetes_version",
+        "shared_volume",
+        "egress_runtime",
+        "agent_coverage",
+        "gpu_nodes",
+    ),
+}
+
+
+def evaluate_all(view: ClusterView) -> list[Verdict]:
+    verdicts = []
+    for requirement in REQUIREMENTS:
+        rule = RULES.get(requirement)
+        verdicts.append(
+            rule(view)
+            if rule
+            else Verdict(requirement, "unknown", "not judged yet by this collector version")
+        )
+    return verdicts
+
+
+def cluster_ready(verdicts: list[Verdict]) -> dict[str, bool]:
+    """Ready for a phase when none of its requirements fails or is unknown."""
+    by_id = {v.requirement: v for v in verdicts}
+    return {
+        phase: all(by_id[r].status in ("pass", "warn") for r in required if r in by_id)
+        for phase, required in PHASE_REQUIREMENTS.items()
+    }

@@ -1,0 +1,10 @@
+"""egress_runtime: outbound 443 from every node to the runtime targets (metrics, Run:AI cloud)."""
+
+from __future__ import annotations
+
+from collector.rules.egress import evaluate_phase
+from collector.rules.model import ClusterView, Verdict
+
+
+def evaluate(view: ClusterView) -> Verdict:
+    return evaluate_phase(view, "egress_runtime", "runtime")

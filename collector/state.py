@@ -1,0 +1,154 @@
+"""Soft state: the latest accepted report per node, validation, and staleness.
+
+Nothing here survives a restart on purpose: agents push whole snapshots at least
+every heartbeat, so a restarted collector is complete again within one heartbeat.
+Readers never see the mutable dict: `snapshot()` hands out an immutable view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from preflight.v1 import report_pb2 as pb
+
+from collector.config import LimitsConfig
+
+REJECTION_REASONS = (
+    "malformed",
+    "message_too_large",
+    "node_name_empty",
+    "node_name_too_long",
+    "sequence_regressed",
+    "too_many_targets",
+    "too_many_mounts",
+)
+
+
+class Rejected(Exception):
+    """An invalid report; `reason` is one of REJECTION_REASONS."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    """One node's latest report and when the collector received it."""
+
+    name: str
+    report: pb.NodeReport
+    received_at: float
+    # Agent clock minus collector clock at receipt (positive: agent ahead).
+    clock_skew_seconds: float
+    first_seen: float
+    up: bool = True
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """An immutable view of every known node at one instant."""
+
+    taken_at: float
+    nodes: tuple[NodeEntry, ...]
+    stale_after_seconds: float
+    reports_received: int
+    rejected: tuple[tuple[str, int], ...]
+    version: int
+
+    def node(self, name: str) -> NodeEntry | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+
+def validate(report: pb.NodeReport, limits: LimitsConfig) -> None:
+    name = report.node_name
+    if not name.strip():
+        raise Rejected("node_name_empty", "node_name is empty")
+    if len(name) > limits.max_node_name_length:
+        raise Rejected(
+            "node_name_too_long",
+            f"node_name has {len(name)} characters, limit {limits.max_node_name_length}",
+        )
+    if len(report.egress) > limits.max_targets:
+        raise Rejected(
+            "too_many_targets", f"{len(report.egress)} egress results, limit {limits.max_targets}"
+        )
+    if len(report.mounts) > limits.max_mounts:
+        raise Rejected("too_many_mounts", f"{len(report.mounts)} mounts, limit {limits.max_mounts}")
+
+
+class ClusterState:
+    """Latest report per node. Mutated only from the event loop."""
+
+    def __init__(
+        self,
+        limits: LimitsConfig,
+        heartbeat_interval: float,
+        stale_after_heartbeats: int,
+        forget_after: float,
+    ) -> None:
+        self.limits = limits
+        self.heartbeat_interval = heartbeat_interval
+        self.stale_after_seconds = heartbeat_interval * stale_after_heartbeats
+        self.forget_after = max(forget_after, self.stale_after_seconds)
+        self._nodes: dict[str, NodeEntry] = {}
+        self._rejected = dict.fromkeys(REJECTION_REASONS, 0)
+        self._received = 0
+        self.version = 0
+
+    def count_rejection(self, reason: str) -> None:
+        self._rejected[reason] += 1
+
+    def accept(self, report: pb.NodeReport, now: float) -> None:
+        """Stores `report` as the node's latest, or raises Rejected (and counts it)."""
+        try:
+            validate(report, self.limits)
+            previous = self._nodes.get(report.node_name)
+            if (
+                previous is not None
+                and previous.report.instance_id == report.instance_id
+                and report.sequence < previous.report.sequence
+            ):
+                raise Rejected(
+                    "sequence_regressed",
+                    f"sequence {report.sequence} after {previous.report.sequence} "
+                    f"for instance {report.instance_id}",
+                )
+        except Rejected as rejection:
+            self.count_rejection(rejection.reason)
+            raise
+        self._received += 1
+        sent_at = report.sent_at.ToNanoseconds() / 1e9 if report.HasField("sent_at") else now
+        self._nodes[report.node_name] = NodeEntry(
+            name=report.node_name,
+            report=report,
+            received_at=now,
+            clock_skew_seconds=sent_at - now,
+            first_seen=previous.first_seen if previous else now,
+        )
+        self.version += 1
+
+    def snapshot(self, now: float) -> StateSnapshot:
+        for name in [n for n, e in self._nodes.items() if now - e.received_at > self.forget_after]:
+            del self._nodes[name]
+            self.version += 1
+        nodes = tuple(
+            NodeEntry(
+                name=e.name,
+                report=e.report,
+                received_at=e.received_at,
+                clock_skew_seconds=e.clock_skew_seconds,
+                first_seen=e.first_seen,
+                up=now - e.received_at <= self.stale_after_seconds,
+            )
+            for e in sorted(self._nodes.values(), key=lambda e: e.name)
+        )
+        return StateSnapshot(
+            taken_at=now,
+            nodes=nodes,
+            stale_after_seconds=self.stale_after_seconds,
+            reports_received=self._received,
+            rejected=tuple(self._rejected.items()),
+            version=self.version,
+        )

@@ -1,0 +1,147 @@
+"""HTTP side of the collector (aiohttp): /metrics, /healthz, /readyz, /api/v1/*, the status page."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from google.protobuf import json_format
+from preflight.enums import REASONS
+from preflight.v1 import report_pb2 as pb
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from collector.exposition import ExpositionInput, render
+from collector.rules.model import Verdict
+from collector.state import NodeEntry
+
+# Returns the current exposition input (state snapshot + verdicts), computed on demand.
+ViewProvider = Callable[[], ExpositionInput]
+
+
+def verdict_json(v: Verdict) -> dict[str, Any]:
+    return {
+        "requirement": v.requirement,
+        "status": v.status,
+        "reason": v.reason,
+        "nodes": list(v.nodes),
+        "targets": list(v.targets),
+        "since": v.since,
+    }
+
+
+def node_summary(node: NodeEntry, now: float) -> dict[str, Any]:
+    report = node.report
+    return {
+        "node": node.name,
+        "up": node.up,
+        "last_report": node.received_at,
+        "last_report_age_seconds": round(now - node.received_at, 3),
+        "clock_skew_seconds": round(node.clock_skew_seconds, 3),
+        "agent_version": report.agent_version,
+        "egress": {
+            e.target: "up" if e.outcome == pb.OUTCOME_UP else REASONS.name(e.reason)
+            for e in report.egress
+        },
+    }
+
+
+def node_detail(node: NodeEntry, now: float) -> dict[str, Any]:
+    detail = node_summary(node, now)
+    detail["report"] = json_format.MessageToDict(
+        node.report, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return detail
+
+
+def status_page(data: ExpositionInput) -> str:
+    """A plain server-rendered page; every agent-supplied string is escaped."""
+    esc = html.escape
+    now = data.state.taken_at
+    ready = "".join(
+        f'<span class="{"ok" if ok else "bad"}">{esc(phase)}: {"ready" if ok else "NOT ready"}'
+        "</span> "
+        for phase, ok in data.ready
+    )
+    rows = "".join(
+        f'<tr class="{esc(v.status)}"><td>{esc(v.requirement)}</td><td>{esc(v.status)}</td>'
+        f"<td>{esc(v.reason)}</td></tr>"
+        for v in data.verdicts
+    )
+    nodes = "".join(
+        f"<tr><td>{esc(n.name)}</td><td>{'up' if n.up else 'SILENT'}</td>"
+        f"<td>{now - n.received_at:.0f}s</td></tr>"
+        for n in data.state.nodes
+    )
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
+<title>Preflight</title>
+<style>body{{font-family:sans-serif}} .ok{{color:#080}} .bad,.fail td{{color:#b00}}
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}}</style>
+</head><body>
+<h1>Preflight</h1>
+<p id="readiness">{ready}</p>
+<h2>Requirements</h2>
+<table id="requirements"><tr><th>requirement</th><th>status</th><th>reason</th></tr>{rows}</table>
+<h2>Nodes</h2>
+<table id="nodes"><tr><th>node</th><th>agent</th><th>last report</th></tr>{nodes}</table>
+</body></html>"""
+
+
+class WebApp:
+    def __init__(self, provide: ViewProvider, is_ready: Callable[[], bool]) -> None:
+        self.provide = provide
+        self.is_ready = is_ready
+        self.app = web.Application()
+        self.app.add_routes(
+            [
+                web.get("/metrics", self.metrics),
+                web.get("/healthz", self.healthz),
+                web.get("/readyz", self.readyz),
+                web.get("/api/v1/verdicts", self.verdicts),
+                web.get("/api/v1/nodes", self.nodes),
+                web.get("/api/v1/nodes/{node}", self.node),
+                web.get("/", self.index),
+            ]
+        )
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        data = self.provide()
+        body = await asyncio.to_thread(render, data)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self.is_ready():
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready\n")
+
+    async def verdicts(self, request: web.Request) -> web.Response:
+        data = self.provide()
+        return web.json_response(
+            {
+                "generated_at": data.state.taken_at,
+                "ready": dict(data.ready),
+                "verdicts": [verdict_json(v) for v in data.verdicts],
+            }
+        )
+
+    async def nodes(self, request: web.Request) -> web.Response:
+        data = self.provide()
+        now = time.time()
+        return web.json_response({"nodes": [node_summary(n, now) for n in data.state.nodes]})
+
+    async def node(self, request: web.Request) -> web.Response:
+        data = self.provide()
+        entry = data.state.node(request.match_info["node"])
+        if entry is None:
+            return web.json_response({"error": "unknown node"}, status=404)
+        return web.json_response(node_detail(entry, time.time()))
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(text=status_page(self.provide()), content_type="text/html")
