@@ -1,0 +1,1 @@
+"""Support for the egress probe tests: TLS servers, a private PKI, proxies, namespaces."""
