@@ -25,10 +25,12 @@ decisions where the enum leaves room:
   When several addresses fail, a refusal wins (the host was reached), else the first
   error. A connect failure to the proxy itself is reported with these same reasons; the
   message names the proxy.
-- CONNECT answered 407 → `proxy_auth_required`; 500/502/503/504 → `proxy_connect_failed`
-  (the proxy could not reach the origin: squid says 503, tinyproxy 500 "Unable to
-  connect"); any other non-2xx → `proxy_denied`; the proxy closing the connection or
-  answering garbage before a status → `proxy_connect_failed`.
+- CONNECT answered 407 → `proxy_auth_required` (so is 401: tinyproxy answers wrong
+  credentials with it, and a 401 to CONNECT can only come from the proxy);
+  500/502/503/504 → `proxy_connect_failed` (the proxy could not reach the origin:
+  squid says 503, tinyproxy 500 "Unable to connect"); any other non-2xx →
+  `proxy_denied`; the proxy closing the connection or answering garbage before a status
+  → `proxy_connect_failed`.
 - Certificate verification: unknown CA / self-signed → `tls_untrusted`, name or IP
   mismatch → `tls_hostname_mismatch`, expired or not yet valid → `tls_expired`, any other
   handshake error → `tls_handshake_failed`. After a verification failure a second
@@ -479,7 +481,7 @@ async def _proxy_connect(
         if conn.trailing_data[0]:
             raise _Failure("proxy_connect_failed", "proxy_connect", f"{said}, then sent data")
         return status
-    if status == 407:
+    if status in (401, 407):
         raise _ProxyStatus("proxy_auth_required", status, said)
     if status in _PROXY_ORIGIN_FAILURES:
         raise _ProxyStatus("proxy_connect_failed", status, f"{said}: it could not reach the origin")
