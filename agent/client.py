@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import grpc
 import grpc.aio
+
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
 

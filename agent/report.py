@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
-from preflight.enums import DRIVER_STATUSES, MOUNT_STATES, PHASES, REASONS, WRITE_CHECKS
-from preflight.v1 import report_pb2 as pb
 
 from agent.probes import results as r
+from preflight.enums import DRIVER_STATUSES, MOUNT_STATES, PHASES, REASONS, WRITE_CHECKS
+from preflight.v1 import report_pb2 as pb
 
 
 @dataclass

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import uuid4
 
-from preflight.v1 import report_pb2 as pb
-
 from agent.config import AgentConfig
 from agent.probes import results as r
 from agent.report import ProbeFailure, Snapshot, build_report
+from preflight.v1 import report_pb2 as pb
 
 log = logging.getLogger(__name__)
 

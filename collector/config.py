@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_file
 from pydantic import Field
+
+from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_file
 
 __all__ = ["CollectorConfig", "ConfigError", "load_config"]
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from preflight.enums import MOUNT_STATES, PHASES, REASONS, WRITE_CHECKS
-from preflight.v1 import report_pb2 as pb
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from collector.rules.model import STATUSES, Verdict
 from collector.state import StateSnapshot
+from preflight.enums import MOUNT_STATES, PHASES, REASONS, WRITE_CHECKS
+from preflight.v1 import report_pb2 as pb
 
 ISSUER_LABEL_MAX = 64
 
@@ -145,8 +145,6 @@ class SnapshotCollector(Collector):
                     failure.add_metric([*key, REASONS.name(e.reason)], 1.0)
                 for timing in e.phases:
                     phase.add_metric([*key, PHASES.name(timing.phase)], timing.duration_seconds)
-                if is_up and e.HasField("started_at"):
-                    last_success.add_metric(key, e.started_at.ToNanoseconds() / 1e9)
                 cert = e.certificate
                 if e.HasField("certificate") and cert.HasField("not_after"):
                     expiry = cert.not_after.ToNanoseconds() / 1e9
@@ -154,6 +152,8 @@ class SnapshotCollector(Collector):
                 if e.reason == pb.REASON_TLS_UNTRUSTED and e.HasField("certificate"):
                     issuer = cert.issuer[:ISSUER_LABEL_MAX]
                     untrusted.add_metric([*key, issuer, cert.sha256_fingerprint], 1.0)
+            for target, seconds in node.last_success:
+                last_success.add_metric([node.name, target], seconds)
         for target, expiry in sorted(earliest.items()):
             not_after.add_metric([target], expiry)
         yield from (up, failure, phase, last_success, proxy, untrusted, not_after)

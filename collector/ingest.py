@@ -15,9 +15,9 @@ import grpc
 import grpc.aio
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from preflight.v1 import report_pb2 as pb
 
 from collector.state import ClusterState, Rejected
+from preflight.v1 import report_pb2 as pb
 
 log = logging.getLogger(__name__)
 

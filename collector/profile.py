@@ -6,8 +6,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_file
 from pydantic import Field
+
+from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_file
 
 
 class KubernetesVersionRule(StrictModel):

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from preflight.v1 import report_pb2 as pb
-
 from collector.config import LimitsConfig
+from preflight.v1 import report_pb2 as pb
 
 REJECTION_REASONS = (
     "malformed",
@@ -43,6 +42,8 @@ class NodeEntry:
     # Agent clock minus collector clock at receipt (positive: agent ahead).
     clock_skew_seconds: float
     first_seen: float
+    # Target → start of the last probe that reached it; kept while the target is down.
+    last_success: tuple[tuple[str, float], ...] = ()
     up: bool = True
 
 
@@ -120,12 +121,17 @@ class ClusterState:
             raise
         self._received += 1
         sent_at = report.sent_at.ToNanoseconds() / 1e9 if report.HasField("sent_at") else now
+        last_success = dict(previous.last_success) if previous else {}
+        for e in report.egress:
+            if e.outcome == pb.OUTCOME_UP:
+                last_success[e.target] = e.started_at.ToNanoseconds() / 1e9 or now
         self._nodes[report.node_name] = NodeEntry(
             name=report.node_name,
             report=report,
             received_at=now,
             clock_skew_seconds=sent_at - now,
             first_seen=previous.first_seen if previous else now,
+            last_success=tuple(sorted(last_success.items())),
         )
         self.version += 1
 
@@ -140,6 +146,7 @@ class ClusterState:
                 received_at=e.received_at,
                 clock_skew_seconds=e.clock_skew_seconds,
                 first_seen=e.first_seen,
+                last_success=e.last_success,
                 up=now - e.received_at <= self.stale_after_seconds,
             )
             for e in sorted(self._nodes.values(), key=lambda e: e.name)

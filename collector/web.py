@@ -10,13 +10,13 @@ from typing import Any
 
 from aiohttp import web
 from google.protobuf import json_format
-from preflight.enums import REASONS
-from preflight.v1 import report_pb2 as pb
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from collector.exposition import ExpositionInput, render
 from collector.rules.model import Verdict
 from collector.state import NodeEntry
+from preflight.enums import REASONS
+from preflight.v1 import report_pb2 as pb
 
 # Returns the current exposition input (state snapshot + verdicts), computed on demand.
 ViewProvider = Callable[[], ExpositionInput]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from collector.rules.model import ClusterView, Verdict, names
 from preflight.enums import REASONS
 from preflight.v1 import report_pb2 as pb
-
-from collector.rules.model import ClusterView, Verdict, names
 
 
 def evaluate_phase(view: ClusterView, requirement: str, phase: str) -> Verdict:

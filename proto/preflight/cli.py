@@ -22,19 +22,20 @@ from collector.service import CollectorService
 
 
 async def demo(http_port: int, grpc_port: int, node_name: str) -> None:
+    agent_config = load_agent_config(None)
+    probes = default_probes(agent_config, node_name)
     collector = CollectorService(
         CollectorConfig(
             listen=ListenConfig(grpc=f"127.0.0.1:{grpc_port}", http=f"127.0.0.1:{http_port}")
         )
     )
     await collector.start()
-    agent_config = load_agent_config(None)
     client = ReportClient(
         f"127.0.0.1:{collector.grpc_port}",
         timeout=agent_config.collector.timeout,
         max_backoff=agent_config.collector.max_backoff,
     )
-    agent = Agent(agent_config, node_name, default_probes(agent_config, node_name), client.submit)
+    agent = Agent(agent_config, node_name, probes, client.submit)
     client.on_ack = lambda ack: agent.adopt_heartbeat(ack.heartbeat_interval_seconds)
     base = f"http://127.0.0.1:{collector.http_port}"
     print(
