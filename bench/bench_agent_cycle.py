@@ -1,0 +1,278 @@
+"""Benchmark: one full agent probe cycle vs node_exporter serving one scrape.
+
+The agent side runs in a fresh child process (so its resident memory is its own): the
+hardware and GPU probes plus MountProber on two temporary directories with writes and
+markers, exactly what one agent cycle does apart from egress. Figures: CPU time of the
+first cycle (includes lazy imports such as pynvml), mean CPU of the following cycles, and
+the process's peak resident set size (Python interpreter included), measured both with
+the probe modules only and after importing the whole agent (runner, gRPC client).
+
+node_exporter (Debian ``prometheus-node-exporter``, default collectors) is started on
+127.0.0.1 with a free port; figures: CPU time for its first scrape and the mean of the
+following scrapes (from its threads' schedstat), peak RSS (VmHWM).
+
+Run: .venv/bin/python bench/bench_agent_cycle.py [--cycles 20] [--write-docs]
+Prints the figures; --write-docs replaces the "Agent cycle" section of docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import importlib
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs" / "performance.md"
+SECTION = "## Agent cycle"
+
+
+def _child(cycles: int) -> dict[str, Any]:
+    """One agent-cycle measurement, in this (fresh) process."""
+    from agent.config import MountsConfig, SharedVolume
+    from agent.hostfs import HostFS
+    from agent.probes.gpu import collect_gpus
+    from agent.probes.hardware import collect_hardware
+    from agent.probes.mounts import MountProber
+
+    async def cycle(host: HostFS, prober: MountProber) -> None:
+        # As the runner does: hardware and GPUs in threads, mounts on the loop, together.
+        await asyncio.gather(
+            asyncio.to_thread(collect_hardware, host),
+            asyncio.to_thread(collect_gpus, host),
+            prober.probe(),
+        )
+
+    async def main() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="pf-bench-") as tmp:
+            volumes = []
+            for name in ("a", "b"):
+                Path(tmp, name).mkdir()
+                volumes.append(SharedVolume(path=str(Path(tmp, name)), write_expected=True))
+            host = HostFS(Path("/"))
+            prober = MountProber(host, "bench-node", MountsConfig(volumes=tuple(volumes)))
+            t0 = time.process_time()
+            w0 = time.perf_counter()
+            await cycle(host, prober)
+            first_cpu = time.process_time() - t0
+            first_wall = time.perf_counter() - w0
+            t1 = time.process_time()
+            w1 = time.perf_counter()
+            for _ in range(cycles):
+                await cycle(host, prober)
+            steady_cpu = (time.process_time() - t1) / cycles
+            steady_wall = (time.perf_counter() - w1) / cycles
+            await prober.close()
+        return {
+            "first_cpu_s": first_cpu,
+            "first_wall_s": first_wall,
+            "steady_cpu_s": steady_cpu,
+            "steady_wall_s": steady_wall,
+        }
+
+    result = asyncio.run(main())
+    result["rss_probes_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # gRPC and the wire code: the whole agent's footprint.
+    for module in ("agent.client", "agent.runner"):
+        importlib.import_module(module)
+
+    result["rss_full_agent_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result["process_cpu_s"] = time.process_time()
+    return result
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds of a process: the sum of its threads' schedstat run time (ns precision;
+    /proc/<pid>/stat counts 10 ms ticks, too coarse for one scrape). Go's threads live on,
+    so none of node_exporter's time is lost with an exited thread."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
+def _proc_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _node_exporter(scrapes: int) -> dict[str, Any]:
+    binary = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    if binary is None:
+        raise SystemExit("prometheus-node-exporter is not installed (Debian package)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        end = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > end or proc.poll() is not None:
+                    raise SystemExit("node_exporter did not start") from None
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/metrics"
+        startup_cpu = _proc_cpu(proc.pid)
+        w0 = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=30) as response:
+            body = response.read()
+        first_wall = time.perf_counter() - w0
+        first_cpu = _proc_cpu(proc.pid) - startup_cpu
+        c1 = _proc_cpu(proc.pid)
+        w1 = time.perf_counter()
+        for _ in range(scrapes):
+            with urllib.request.urlopen(url, timeout=30) as response:
+                response.read()
+        steady_cpu = (_proc_cpu(proc.pid) - c1) / scrapes
+        steady_wall = (time.perf_counter() - w1) / scrapes
+        return {
+            "version": subprocess.run([binary, "--version"], capture_output=True, text=True)
+            .stdout.split()[2]
+            .rstrip(","),
+            "startup_cpu_s": startup_cpu,
+            "first_cpu_s": first_cpu,
+            "first_wall_s": first_wall,
+            "steady_cpu_s": steady_cpu,
+            "steady_wall_s": steady_wall,
+            "rss_kib": _proc_hwm_kib(proc.pid),
+            "series": sum(1 for line in body.decode().splitlines() if line and line[0] != "#"),
+        }
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _machine() -> str:
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{model or platform.processor()}, {os.cpu_count()} logical CPUs, {mem_gib:.0f} GiB, "
+        f"Linux {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def _table(agent: dict[str, Any], ne: dict[str, Any], cycles: int) -> str:
+    ms = 1000.0
+    rows = [
+        ("", "agent cycle (hw + GPU + 2 mounts)", "node_exporter scrape"),
+        ("---", "---", "---"),
+        (
+            "CPU, first",
+            f"{agent['first_cpu_s'] * ms:.1f} ms",
+            f"{ne['first_cpu_s'] * ms:.1f} ms",
+        ),
+        (
+            f"CPU, mean of next {cycles}",
+            f"{agent['steady_cpu_s'] * ms:.1f} ms",
+            f"{ne['steady_cpu_s'] * ms:.1f} ms",
+        ),
+        (
+            "wall, mean",
+            f"{agent['steady_wall_s'] * ms:.1f} ms",
+            f"{ne['steady_wall_s'] * ms:.1f} ms",
+        ),
+        (
+            "peak RSS",
+            f"{agent['rss_probes_kib'] / 1024:.1f} MiB (probes) / "
+            f"{agent['rss_full_agent_kib'] / 1024:.1f} MiB (whole agent imported)",
+            f"{ne['rss_kib'] / 1024:.1f} MiB",
+        ),
+        (
+            "start-up CPU",
+            f"{agent['process_cpu_s'] * ms:.0f} ms (interpreter, imports, all cycles)",
+            f"{ne['startup_cpu_s'] * ms:.0f} ms (until listening)",
+        ),
+    ]
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def _write_docs(text: str) -> None:
+    existing = DOCS.read_text() if DOCS.exists() else "# Performance (measured)\n"
+    start = existing.find(SECTION + "\n")
+    if start == -1:
+        updated = existing.rstrip("\n") + "\n\n" + text
+    else:
+        nxt = existing.find("\n## ", start + len(SECTION))
+        updated = existing[:start] + text + ("" if nxt == -1 else existing[nxt:])
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    DOCS.write_text(updated.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_child(args.cycles)))
+        return
+
+    child = subprocess.run(
+        [sys.executable, __file__, "--child", "--cycles", str(args.cycles)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    agent = json.loads(child.stdout.strip().splitlines()[-1])
+    ne = _node_exporter(args.cycles)
+    table = _table(agent, ne, args.cycles)
+    print(table)
+    print(f"node_exporter {ne['version']}, {ne['series']} series per scrape")
+    if args.write_docs:
+        today = datetime.date.today().isoformat()
+        _write_docs(
+            f"{SECTION}\n\n"
+            f"Measured {today} on {_machine()} (shared with other jobs: figures are noisy), "
+            f"by `bench/bench_agent_cycle.py --cycles {args.cycles}`, both sides in one run.\n"
+            "The agent cycle is collect_hardware + collect_gpus (no NVIDIA driver here: "
+            "NVML reports not_installed) + MountProber on two local temporary directories "
+            "with the write round trip, marker write and peer read; egress is not included. "
+            f"node_exporter is {ne['version']} (Debian) with its default collectors "
+            f"({ne['series']} series per scrape).\n\n"
+            f"{table}\n\n"
+            "CPU: the agent's from time.process_time() around the cycle, node_exporter's "
+            "from its threads' /proc/<pid>/task/*/schedstat before and after the scrape. "
+            "RSS is the peak resident set (ru_maxrss / VmHWM); the agent's includes the "
+            "Python interpreter. The first agent cycle pays lazy imports (pynvml).\n"
+        )
+        print(f"wrote {DOCS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
