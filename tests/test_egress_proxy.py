@@ -36,6 +36,8 @@ USER, PASSWORD = "prober", "s3cr3t-Pa55"
 class ProxyLab:
     pki: Pki
     origin_port: int
+    rogue_port: int
+    hangup_port: int
     closed_port: int
     open_proxy: Tinyproxy
     auth_proxy: Tinyproxy
@@ -56,6 +58,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyLab]:
     thread = LoopThread()
     context, _ = pki.server_context("127.0.0.1", "127.0.0.2")
     origin = thread.call(start_server(Behaviour(), context))
+    rogue_context, _ = pki.server_context("127.0.0.1", rogue=True)
+    rogue = thread.call(start_server(Behaviour(), rogue_context))
+    # Not a proxy at all: reads the CONNECT and hangs up, as a crashing proxy would.
+    hangup = thread.call(start_server(Behaviour(mode="hangup"), None))
     # Listening on 127.0.0.2 too: the denied host must be one the proxy could reach.
     denied_origin = thread.call(start_server(Behaviour(), context, host="127.0.0.2"))
     open_proxy = auth_proxy = None
@@ -67,6 +73,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyLab]:
             yield ProxyLab(
                 pki=pki,
                 origin_port=server_port(origin),
+                rogue_port=server_port(rogue),
+                hangup_port=server_port(hangup),
                 closed_port=int(closed.getsockname()[1]),
                 open_proxy=open_proxy,
                 auth_proxy=auth_proxy,
@@ -76,7 +84,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyLab]:
             for proxy in (open_proxy, auth_proxy):
                 if proxy is not None:
                     proxy.stop()
-            origin.close()
+            for server in (origin, rogue, hangup):
+                server.close()
             denied_origin.close()
             thread.stop()
 
@@ -190,3 +199,21 @@ async def test_local_dns_of_a_proxied_target_is_reported_not_required(
     result = await probe_target(target, lab.config())
     assert result.up
     assert result.dns is not None and result.dns.addresses == ["127.0.0.1"]
+
+
+async def test_untrusted_certificate_through_the_proxy_names_its_issuer(lab: ProxyLab) -> None:
+    # What a TLS-inspecting proxy looks like: the tunnel works, the certificate is foreign.
+    target = lab.target(proxy=_url(lab.open_proxy), port=lab.rogue_port)
+    result = await probe_target(target, lab.config())
+    assert result.reason == "tls_untrusted"
+    assert result.proxy_used and result.proxy_connect_status == 200
+    assert result.certificate is not None
+    assert "Preflight rogue inspection CA" in result.certificate.issuer
+
+
+async def test_proxy_that_hangs_up_on_connect(lab: ProxyLab) -> None:
+    target = lab.target(proxy=f"http://127.0.0.1:{lab.hangup_port}")
+    result = await probe_target(target, lab.config())
+    assert result.reason == "proxy_connect_failed"
+    assert result.failed_phase == "proxy_connect"
+    assert result.proxy_connect_status == 0

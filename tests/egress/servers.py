@@ -48,7 +48,7 @@ class LoopThread:
 
 @dataclass
 class Behaviour:
-    """How a server answers: mode is respond, silent_after_tls, silent_tcp or plain_http."""
+    """How a server answers: respond, silent_after_tls, silent_tcp, plain_http or hangup."""
 
     mode: str = "respond"
     status: int = 200
@@ -81,6 +81,10 @@ async def start_server(
         if behaviour.mode in ("silent_after_tls", "silent_tcp"):
             hold.append(writer)  # keep the connection open, say nothing
             await reader.read()
+            return
+        if behaviour.mode == "hangup":  # read the request, close without a word
+            await _read_head(reader)
+            writer.close()
             return
         if behaviour.mode == "plain_http":
             # Like a real HTTP server fed a TLS ClientHello: answer 400 and hang up.
