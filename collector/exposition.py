@@ -8,27 +8,17 @@ never stalls gRPC ingest.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from collector.rules.model import STATUSES, Verdict
-from collector.state import StateSnapshot
+from collector.rules.model import STATUSES
+from collector.view import CollectorView
 from preflight.enums import MOUNT_STATES, PHASES, REASONS, WRITE_CHECKS
 from preflight.v1 import report_pb2 as pb
 
 ISSUER_LABEL_MAX = 64
-
-
-@dataclass(frozen=True)
-class ExpositionInput:
-    state: StateSnapshot
-    verdicts: tuple[Verdict, ...]
-    ready: tuple[tuple[str, bool], ...]
-    kubernetes_nodes: tuple[tuple[str, bool], ...] = ()  # (name, control_plane)
-    allocatable_gpus: tuple[tuple[str, int], ...] = ()
 
 
 def _gauge(name: str, doc: str, labels: Iterable[str], unit: str = "") -> GaugeMetricFamily:
@@ -36,7 +26,7 @@ def _gauge(name: str, doc: str, labels: Iterable[str], unit: str = "") -> GaugeM
 
 
 class SnapshotCollector(Collector):
-    def __init__(self, data: ExpositionInput) -> None:
+    def __init__(self, data: CollectorView) -> None:
         self.data = data
 
     def collect(self) -> Iterator[Metric]:
@@ -210,7 +200,7 @@ class SnapshotCollector(Collector):
         yield from (up, writable, stuck, peers)
 
 
-def render(data: ExpositionInput) -> bytes:
+def render(data: CollectorView) -> bytes:
     """The text exposition of `data`; CPU-bound, call it from a worker thread."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(data))

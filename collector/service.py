@@ -9,12 +9,12 @@ import grpc.aio
 from aiohttp import web
 
 from collector.config import CollectorConfig
-from collector.exposition import ExpositionInput
 from collector.ingest import ReportServicer, start_grpc_server
 from collector.profile import load_profile
 from collector.rules import cluster_ready, evaluate_all
 from collector.rules.model import ClusterView
 from collector.state import ClusterState
+from collector.view import CollectorView
 from collector.web import WebApp
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,11 @@ class CollectorService:
         self.grpc_port = 0
         self.http_port = 0
 
-    def exposition_input(self) -> ExpositionInput:
+    def exposition_input(self) -> CollectorView:
         now = time.time()
         snapshot = self.state.snapshot(now)
         verdicts = evaluate_all(ClusterView(state=snapshot, profile=self.profile, now=now))
-        return ExpositionInput(
+        return CollectorView(
             state=snapshot,
             verdicts=tuple(verdicts),
             ready=tuple(cluster_ready(verdicts).items()),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,14 +11,16 @@ from aiohttp import web
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from collector.exposition import ExpositionInput, render
+from collector.exposition import render
 from collector.rules.model import Verdict
 from collector.state import NodeEntry
+from collector.statuspage import render_status_page
+from collector.view import CollectorView
 from preflight.enums import REASONS
 from preflight.v1 import report_pb2 as pb
 
 # Returns the current exposition input (state snapshot + verdicts), computed on demand.
-ViewProvider = Callable[[], ExpositionInput]
+ViewProvider = Callable[[], CollectorView]
 
 
 def verdict_json(v: Verdict) -> dict[str, Any]:
@@ -55,40 +56,6 @@ def node_detail(node: NodeEntry, now: float) -> dict[str, Any]:
         node.report, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
     return detail
-
-
-def status_page(data: ExpositionInput) -> str:
-    """A plain server-rendered page; every agent-supplied string is escaped."""
-    esc = html.escape
-    now = data.state.taken_at
-    ready = "".join(
-        f'<span class="{"ok" if ok else "bad"}">{esc(phase)}: {"ready" if ok else "NOT ready"}'
-        "</span> "
-        for phase, ok in data.ready
-    )
-    rows = "".join(
-        f'<tr class="{esc(v.status)}"><td>{esc(v.requirement)}</td><td>{esc(v.status)}</td>'
-        f"<td>{esc(v.reason)}</td></tr>"
-        for v in data.verdicts
-    )
-    nodes = "".join(
-        f"<tr><td>{esc(n.name)}</td><td>{'up' if n.up else 'SILENT'}</td>"
-        f"<td>{now - n.received_at:.0f}s</td></tr>"
-        for n in data.state.nodes
-    )
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
-<title>Preflight</title>
-<style>body{{font-family:sans-serif}} .ok{{color:#080}} .bad,.fail td{{color:#b00}}
-table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}}</style>
-</head><body>
-<h1>Preflight</h1>
-<p id="readiness">{ready}</p>
-<h2>Requirements</h2>
-<table id="requirements"><tr><th>requirement</th><th>status</th><th>reason</th></tr>{rows}</table>
-<h2>Nodes</h2>
-<table id="nodes"><tr><th>node</th><th>agent</th><th>last report</th></tr>{nodes}</table>
-</body></html>"""
 
 
 class WebApp:
@@ -144,4 +111,4 @@ class WebApp:
         return web.json_response(node_detail(entry, time.time()))
 
     async def index(self, request: web.Request) -> web.Response:
-        return web.Response(text=status_page(self.provide()), content_type="text/html")
+        return web.Response(text=render_status_page(self.provide()), content_type="text/html")

@@ -1,0 +1,31 @@
+"""One immutable view of the collector at an instant: what every output renders from.
+
+/metrics, the JSON API and the status page all read a CollectorView; none of them
+touches live state, so rendering can run in a worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from collector.kubeview import STANDALONE, KubeView
+from collector.rules.model import Verdict
+from collector.state import StateSnapshot
+
+
+@dataclass(frozen=True)
+class CollectorView:
+    state: StateSnapshot
+    verdicts: tuple[Verdict, ...]
+    ready: tuple[tuple[str, bool], ...]  # (phase, ready) for install and runtime
+    kube: KubeView = STANDALONE
+    profile_name: str = "runai-2020"
+
+    @property
+    def kubernetes_nodes(self) -> tuple[tuple[str, bool], ...]:
+        """(name, control_plane) of every Kubernetes node."""
+        return tuple((n.name, n.control_plane) for n in self.kube.nodes)
+
+    @property
+    def allocatable_gpus(self) -> tuple[tuple[str, int], ...]:
+        return tuple((n.name, n.allocatable_gpus) for n in self.kube.nodes)
