@@ -58,6 +58,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "silent-after-tls": (Behaviour(mode="silent_after_tls"), good),
         "silent-tcp": (Behaviour(mode="silent_tcp"), None),
         "plain-http": (Behaviour(mode="plain_http"), None),
+        "hangup": (Behaviour(mode="hangup"), good),
     }
     ders = {"ok": good_der}
     rogue, ders["rogue"] = pki.server_context("localhost", rogue=True)
@@ -267,3 +268,11 @@ async def test_cancellation_propagates(lab: Lab) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_server_that_hangs_up_instead_of_answering(lab: Lab) -> None:
+    result = await probe_target(lab.target("hangup"), lab.config())
+    assert result.reason == "http_unexpected_status"
+    assert result.failed_phase == "request"
+    assert result.http_status == 0
+    assert result.certificate is not None and result.certificate.verified

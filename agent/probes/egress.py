@@ -402,7 +402,12 @@ async def _connect(state: _State, infos: list[tuple[Any, ...]]) -> tuple[socket.
     loop = asyncio.get_running_loop()
     errors: list[tuple[Any, OSError]] = []
     for family, socktype, proto, _, sockaddr in infos:
-        sock = socket.socket(family, socktype, proto)
+        try:
+            # Inside the try: creating an AF_INET6 socket fails where IPv6 is disabled.
+            sock = socket.socket(family, socktype, proto)
+        except OSError as error:
+            errors.append((sockaddr, error))
+            continue
         state.sockets.append(sock)
         sock.setblocking(False)
         try:

@@ -102,7 +102,7 @@ async def start_server(
             pass
         writer.close()
 
-    use_tls = context if behaviour.mode in ("respond", "silent_after_tls") else None
+    use_tls = context if behaviour.mode not in ("silent_tcp", "plain_http") else None
     return await asyncio.start_server(handle, host, port, ssl=use_tls)
 
 
