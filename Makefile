@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := tinyproxy squid dnsmasq-base nftables iproute2 prometheus \
 	chromium fuse3 libfuse3-3
 PROTO_DIR := proto/preflight/v1
 
-.PHONY: run test venv debian-packages proto lint check unit e2e bench clean
+.PHONY: run test venv debian-packages proto lint bench image-context clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,8 +39,8 @@ proto: $(STAMP)
 	  proto/preflight/v1/report.proto
 
 lint: $(STAMP)
-	$(BIN)/ruff check agent collector proto/preflight tests bench
-	$(BIN)/ruff format --check agent collector proto/preflight tests bench
+	$(BIN)/ruff check agent collector proto/preflight tests bench deploy
+	$(BIN)/ruff format --check agent collector proto/preflight tests bench deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -49,6 +49,10 @@ test: $(STAMP) debian-packages lint
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Exactly what deploy/Dockerfile copies (see docs/install.md).
+image-context:
+	deploy/image-context.sh build/image-context
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

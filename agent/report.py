@@ -42,7 +42,16 @@ class Snapshot:
         return (
             tuple((e.target, e.up, e.reason, e.failed_phase) for e in self.egress),
             tuple(
-                (m.path, m.state, m.write_check, m.read_only, m.fs_type, m.source)
+                (
+                    m.path,
+                    m.state,
+                    m.write_check,
+                    m.read_only,
+                    m.fs_type,
+                    m.source,
+                    m.network_filesystem,
+                    len(m.marker.peers) if m.marker else 0,
+                )
                 for m in self.mounts
             ),
             None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import uuid4
 
+from agent.blocking import BlockingExecutor, DeadlineExceeded, KeyBusy, PoolExhausted
 from agent.config import AgentConfig
 from agent.probes import results as r
 from agent.report import ProbeFailure, Snapshot, build_report
@@ -64,6 +65,9 @@ def default_probes(config: AgentConfig, node_name: str) -> ProbeSet:
 
     host = HostFS(Path(config.host_root))
     mounts = MountProber(host, node_name, config.mounts)
+    # Hardware reads statvfs of kubelet/runtime dirs, which may sit on a dead NFS:
+    # the same stuck bookkeeping as mounts, so a hung call is never started twice.
+    blocking = BlockingExecutor(max_workers=2, name="preflight-host-facts")
     slowest_target = max(
         (t.timeout or config.egress.timeout for t in config.egress.targets),
         default=config.egress.timeout,
@@ -73,8 +77,10 @@ def default_probes(config: AgentConfig, node_name: str) -> ProbeSet:
         return await probe_targets(config.egress.targets, config.egress)
 
     return ProbeSet(
-        hardware=lambda: asyncio.to_thread(collect_hardware, host),
-        gpus=lambda: asyncio.to_thread(collect_gpus, host),
+        hardware=lambda: blocking.run(
+            "hardware", lambda: collect_hardware(host), config.probe_timeout
+        ),
+        gpus=lambda: blocking.run("gpus", lambda: collect_gpus(host), config.probe_timeout),
         mounts=mounts.probe,
         egress=egress,
         hardware_timeout=config.probe_timeout,
@@ -91,9 +97,12 @@ async def _guarded(
     started = time.perf_counter()
     try:
         return await asyncio.wait_for(probe(), timeout), None
-    except TimeoutError:
+    except (TimeoutError, DeadlineExceeded, PoolExhausted):
         elapsed = time.perf_counter() - started
         return None, ProbeFailure(name, f"missed its {timeout:g}s deadline", True, elapsed)
+    except KeyBusy:
+        elapsed = time.perf_counter() - started
+        return None, ProbeFailure(name, "previous call still blocked", True, elapsed)
     except Exception as error:  # any probe error is data, never a crash
         log.exception("probe %s failed", name)
         elapsed = time.perf_counter() - started

@@ -54,6 +54,7 @@ class StateSnapshot:
     taken_at: float
     nodes: tuple[NodeEntry, ...]
     stale_after_seconds: float
+    heartbeat_interval: float
     reports_received: int
     rejected: tuple[tuple[str, int], ...]
     version: int
@@ -155,6 +156,7 @@ class ClusterState:
             taken_at=now,
             nodes=nodes,
             stale_after_seconds=self.stale_after_seconds,
+            heartbeat_interval=self.heartbeat_interval,
             reports_received=self._received,
             rejected=tuple(self._rejected.items()),
             version=self.version,

@@ -1,21 +1,38 @@
-"""agent_coverage: every node is observed by a fresh agent report."""
+"""agent_coverage: every node is observed by a fresh agent report.
+
+With the Kubernetes API, every Kubernetes node must have a live agent; without
+it, every agent that ever reported must still be reporting.
+"""
 
 from __future__ import annotations
 
 from collector.rules.model import ClusterView, Verdict, names
 
+REQUIREMENT = "agent_coverage"
+# A report older than this many heartbeats is late (warn) before it is stale (fail).
+LATE_AFTER_HEARTBEATS = 1.5
+
 
 def evaluate(view: ClusterView) -> Verdict:
-    nodes = view.state.nodes
-    if not nodes:
-        return Verdict("agent_coverage", "unknown", "no agent has ever reported")
-    silent = [n.name for n in nodes if not n.up]
-    if silent:
+    state = view.state
+    live = {n.name for n in state.nodes if n.up}
+    expected = (
+        [n.name for n in view.kube.nodes] if view.kube.available else [n.name for n in state.nodes]
+    )
+    if not expected:
+        return Verdict(REQUIREMENT, "unknown", "no node known: no agent report, no Kubernetes node")
+    missing = sorted(name for name in expected if name not in live)
+    if missing:
+        never = [m for m in missing if state.node(m) is None]
+        what = "without an agent report" if len(never) == len(missing) else "without a fresh report"
         return Verdict(
-            "agent_coverage",
+            REQUIREMENT,
             "fail",
-            f"{len(silent)} of {len(nodes)} agents silent for over "
-            f"{view.state.stale_after_seconds:g}s: {names(silent)}",
-            nodes=tuple(silent),
+            f"{len(missing)} of {len(expected)} nodes {what}: {names(missing)}",
+            nodes=tuple(missing),
         )
-    return Verdict("agent_coverage", "pass", f"all {len(nodes)} agents report")
+    late_after = state.heartbeat_interval * LATE_AFTER_HEARTBEATS
+    late = sorted(n.name for n in state.nodes if n.up and view.now - n.received_at > late_after)
+    if late:
+        return Verdict(REQUIREMENT, "warn", f"reports late from {names(late)}", nodes=tuple(late))
+    return Verdict(REQUIREMENT, "pass", f"all {len(expected)} nodes report")

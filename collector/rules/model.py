@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
+from collector.kubeview import STANDALONE, KubeView
 from collector.profile import Profile
 from collector.state import NodeEntry, StateSnapshot
 
@@ -25,17 +26,22 @@ class Verdict:
 
 @dataclass(frozen=True)
 class ClusterView:
-    """Everything a rule may look at: agent state, the profile, the time."""
+    """Everything a rule may look at: agent state, the Kubernetes view, the profile, the time."""
 
     state: StateSnapshot
     profile: Profile
     now: float
-    kubernetes_reason: str = "standalone: no Kubernetes API configured"
-    extra: dict[str, object] = field(default_factory=dict)
+    kube: KubeView = STANDALONE
 
     @property
     def live_nodes(self) -> tuple[NodeEntry, ...]:
         return tuple(n for n in self.state.nodes if n.up)
+
+    def unknown_without_kubernetes(self, requirement: str) -> Verdict | None:
+        """The `unknown` verdict of a Kubernetes-backed rule when the API cannot be read."""
+        if self.kube.available:
+            return None
+        return Verdict(requirement, "unknown", f"Kubernetes API: {self.kube.error}")
 
 
 def names(items: list[str] | tuple[str, ...], limit: int = 5) -> str:
