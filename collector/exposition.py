@@ -1,19 +1,35 @@
-"""Prometheus exposition: a custom collector rendering one immutable snapshot.
+"""Prometheus exposition: text rendered from one immutable CollectorView, cached per node.
 
-Nothing here touches live state: the web layer hands over a StateSnapshot and the
-verdicts computed from it, and rendering runs off the event loop so a big scrape
-never stalls gRPC ingest.
+Every series is derived in one place (`node_samples`, `cluster_samples`) and written
+two ways that must agree byte for byte (a test checks it):
+
+- `SnapshotCollector`, a prometheus_client custom collector over the view, for anyone
+  who wants the series in a registry;
+- `Exposition.render`, what /metrics serves: it writes the text itself and keeps each
+  node's lines (as bytes, one chunk per metric family) until that node's entry changes.
+  NodeEntry reports are immutable and replaced on every accepted report, so the cache
+  key is the report object itself (plus receipt time, staleness and the node's
+  allocatable GPUs, which live outside the report). A scrape then costs a join over
+  cached chunks plus the few cluster-wide families, instead of formatting every series
+  again while holding the GIL (which the gRPC event loop needs too).
+
+Families keep prometheus_client's order and layout: HELP and TYPE once per family,
+every family contiguous, labels sorted by name, values formatted like Go.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from collector.rules.model import STATUSES
+from collector.state import NodeEntry
 from collector.view import CollectorView
 from preflight.enums import MOUNT_STATES, PHASES, REASONS, WRITE_CHECKS
 from preflight.v1 import report_pb2 as pb
@@ -21,187 +37,410 @@ from preflight.v1 import report_pb2 as pb
 ISSUER_LABEL_MAX = 64
 
 
-def _gauge(name: str, doc: str, labels: Iterable[str], unit: str = "") -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=list(labels), unit=unit)
+@dataclass(frozen=True)
+class Family:
+    """One metric family as exposed; `name` is the sample name (with `_total`)."""
+
+    name: str
+    type: str  # "gauge" or "counter"
+    help: str
+    labels: tuple[str, ...]
+    per_node: bool
+
+    @property
+    def header(self) -> bytes:
+        doc = self.help.replace("\\", r"\\").replace("\n", r"\n")
+        return f"# HELP {self.name} {doc}\n# TYPE {self.name} {self.type}\n".encode()
+
+
+def _g(name: str, doc: str, labels: Iterable[str], per_node: bool) -> Family:
+    return Family(name, "gauge", doc, tuple(labels), per_node)
+
+
+_NT = ("node", "target")
+_NP = ("node", "path")
+
+# Exposition order. Cluster-wide families are rendered fresh on every scrape; per-node
+# families come from the node cache.
+FAMILIES: tuple[Family, ...] = (
+    _g(
+        "preflight_requirement_status",
+        "1 for the current status of each requirement (one-hot over pass/warn/fail/unknown).",
+        ("requirement", "status"),
+        False,
+    ),
+    _g(
+        "preflight_cluster_ready",
+        "1 when every requirement of the phase passes or warns.",
+        ("phase",),
+        False,
+    ),
+    _g(
+        "preflight_kubernetes_node_info",
+        "One series per Kubernetes node, from the Kubernetes API.",
+        ("node", "control_plane"),
+        False,
+    ),
+    Family(
+        "preflight_reports_received_total",
+        "counter",
+        "Reports accepted since the collector started.",
+        (),
+        False,
+    ),
+    Family(
+        "preflight_reports_rejected_total",
+        "counter",
+        "Reports rejected, by reason.",
+        ("reason",),
+        False,
+    ),
+    _g("preflight_agent_up", "1 while the node's agent reports in time.", ("node",), True),
+    _g(
+        "preflight_agent_last_report_timestamp_seconds",
+        "When the collector last accepted a report from the node.",
+        ("node",),
+        True,
+    ),
+    _g(
+        "preflight_agent_clock_skew_seconds",
+        "Agent clock minus collector clock at the last report (includes network delay).",
+        ("node",),
+        True,
+    ),
+    _g("preflight_egress_up", "1 when the node reaches the target.", _NT, True),
+    _g(
+        "preflight_egress_failure",
+        "1 for the current failure reason of an unreachable target.",
+        (*_NT, "reason"),
+        True,
+    ),
+    _g(
+        "preflight_egress_phase_duration_seconds",
+        "Duration of each phase reached in the last probe.",
+        (*_NT, "phase"),
+        True,
+    ),
+    _g(
+        "preflight_egress_last_success_timestamp_seconds",
+        "Start of the last probe that reached the target.",
+        _NT,
+        True,
+    ),
+    _g("preflight_egress_proxy_used", "1 when the probe went through a proxy.", _NT, True),
+    _g(
+        "preflight_egress_tls_untrusted_certificate_info",
+        "The certificate presented when TLS did not verify (e.g. an inspecting proxy).",
+        (*_NT, "issuer", "fingerprint_sha256"),
+        True,
+    ),
+    _g(
+        "preflight_egress_tls_cert_not_after_timestamp_seconds",
+        "Earliest certificate expiry seen for the target across nodes.",
+        ("target",),
+        False,
+    ),
+    _g("preflight_node_cpu_cores", "Logical CPU cores.", ("node",), True),
+    _g("preflight_node_memory_bytes", "Total memory.", ("node",), True),
+    _g("preflight_node_gpus", "GPUs by source.", ("node", "source"), True),
+    _g(
+        "preflight_node_info",
+        "Node facts as labels.",
+        ("node", "kernel", "os", "arch", "agent_version"),
+        True,
+    ),
+    _g("preflight_mount_up", "1 when a filesystem is mounted at the path.", _NP, True),
+    _g("preflight_mount_writable", "1 when the write round-trip succeeded.", _NP, True),
+    _g("preflight_mount_stuck", "1 while a call on the path is blocked.", _NP, True),
+    _g("preflight_mount_peers_visible", "Peer markers visible on the path.", _NP, True),
+)
+_HEADERS = tuple(f.header for f in FAMILIES)
+# Position of each per-node family within a node's cached chunks.
+_NODE_SLOT = {i: slot for slot, i in enumerate(i for i, f in enumerate(FAMILIES) if f.per_node)}
+_NODE_FAMILIES = len(_NODE_SLOT)
+
+(
+    REQUIREMENT_STATUS,
+    CLUSTER_READY,
+    KUBERNETES_NODE_INFO,
+    REPORTS_RECEIVED,
+    REPORTS_REJECTED,
+    AGENT_UP,
+    AGENT_LAST_REPORT,
+    AGENT_CLOCK_SKEW,
+    EGRESS_UP,
+    EGRESS_FAILURE,
+    EGRESS_PHASE,
+    EGRESS_LAST_SUCCESS,
+    EGRESS_PROXY_USED,
+    EGRESS_UNTRUSTED,
+    EGRESS_NOT_AFTER,
+    NODE_CPU,
+    NODE_MEMORY,
+    NODE_GPUS,
+    NODE_INFO,
+    MOUNT_UP,
+    MOUNT_WRITABLE,
+    MOUNT_STUCK,
+    MOUNT_PEERS,
+) = range(len(FAMILIES))
+
+# (family index, label values in the family's label order, value)
+Sample = tuple[int, tuple[str, ...], float]
+
+
+def issuer_cn(issuer: str) -> str:
+    """The issuer's common name from an RFC 4514 string, truncated for use as a label.
+
+    Falls back to the whole string when there is no CN (a CA named by O/OU only).
+    """
+    attributes: list[str] = []
+    current: list[str] = []
+    chars = iter(issuer)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char in ",+":
+            attributes.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    attributes.append("".join(current))
+    for attribute in attributes:
+        key, sep, value = attribute.partition("=")
+        if sep and key.strip().upper() == "CN":
+            return value.strip()[:ISSUER_LABEL_MAX]
+    return issuer[:ISSUER_LABEL_MAX]
+
+
+def node_samples(node: NodeEntry, allocatable_gpus: int | None) -> Iterator[Sample]:
+    """Every per-node series of `node`, in exposition order within each family."""
+    name = node.name
+    report = node.report
+    yield AGENT_UP, (name,), 1.0 if node.up else 0.0
+    yield AGENT_LAST_REPORT, (name,), node.received_at
+    yield AGENT_CLOCK_SKEW, (name,), node.clock_skew_seconds
+    for e in report.egress:
+        key = (name, e.target)
+        is_up = e.outcome == pb.OUTCOME_UP
+        yield EGRESS_UP, key, 1.0 if is_up else 0.0
+        yield EGRESS_PROXY_USED, key, 1.0 if e.proxy_used else 0.0
+        if not is_up and e.reason:
+            yield EGRESS_FAILURE, (*key, REASONS.name(e.reason)), 1.0
+        for timing in e.phases:
+            yield EGRESS_PHASE, (*key, PHASES.name(timing.phase)), timing.duration_seconds
+        if e.reason == pb.REASON_TLS_UNTRUSTED and e.HasField("certificate"):
+            cert = e.certificate
+            yield EGRESS_UNTRUSTED, (*key, issuer_cn(cert.issuer), cert.sha256_fingerprint), 1.0
+    for target, seconds in node.last_success:
+        yield EGRESS_LAST_SUCCESS, (name, target), seconds
+    if report.HasField("hardware"):
+        yield NODE_CPU, (name,), float(report.hardware.logical_cores)
+        yield NODE_MEMORY, (name,), float(report.hardware.memory_total_bytes)
+    if report.HasField("gpus"):
+        yield NODE_GPUS, (name, "pci"), float(report.gpus.pci_count)
+        yield NODE_GPUS, (name, "driver"), float(report.gpus.driver_count)
+    if allocatable_gpus is not None:
+        yield NODE_GPUS, (name, "allocatable"), float(allocatable_gpus)
+    hw = report.hardware
+    yield (
+        NODE_INFO,
+        (name, hw.kernel_release, hw.os_release, hw.architecture, report.agent_version),
+        1.0,
+    )
+    for m in report.mounts:
+        key = (name, m.path)
+        state = MOUNT_STATES.name(m.state)
+        yield MOUNT_UP, key, 1.0 if state == "mounted" else 0.0
+        yield MOUNT_WRITABLE, key, 1.0 if WRITE_CHECKS.name(m.write_check) == "ok" else 0.0
+        yield MOUNT_STUCK, key, 1.0 if state == "stuck" else 0.0
+        yield MOUNT_PEERS, key, float(len(m.marker.peers))
+
+
+def node_cert_expiries(node: NodeEntry) -> dict[str, float]:
+    """Target → earliest leaf certificate notAfter this node saw (Unix seconds)."""
+    earliest: dict[str, float] = {}
+    for e in node.report.egress:
+        if e.HasField("certificate") and e.certificate.HasField("not_after"):
+            expiry = e.certificate.not_after.ToNanoseconds() / 1e9
+            earliest[e.target] = min(expiry, earliest.get(e.target, expiry))
+    return earliest
+
+
+def cluster_samples(view: CollectorView, expiries: Iterable[dict[str, float]]) -> Iterator[Sample]:
+    """The cluster-wide series; `expiries` are node_cert_expiries of every node."""
+    for verdict in view.verdicts:
+        for s in STATUSES:
+            yield REQUIREMENT_STATUS, (verdict.requirement, s), 1.0 if verdict.status == s else 0.0
+    for phase, ok in view.ready:
+        yield CLUSTER_READY, (phase,), 1.0 if ok else 0.0
+    for name, control_plane in view.kubernetes_nodes:
+        yield KUBERNETES_NODE_INFO, (name, "true" if control_plane else "false"), 1.0
+    yield REPORTS_RECEIVED, (), float(view.state.reports_received)
+    # Every reason from the start, at 0: increase() then sees a reason's first rejection.
+    for reason, count in view.state.rejected:
+        yield REPORTS_REJECTED, (reason,), float(count)
+    earliest: dict[str, float] = {}
+    for per_node in expiries:
+        for target, expiry in per_node.items():
+            earliest[target] = min(expiry, earliest.get(target, expiry))
+    for target, expiry in sorted(earliest.items()):
+        yield EGRESS_NOT_AFTER, (target,), expiry
+
+
+# ---------------------------------------------------------------- text writer
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+# prometheus_client's own float formatting (Go style), typed for mypy.
+_go_float: Callable[[float], str] = floatToGoString
+
+
+def _value(v: float) -> str:
+    return "1.0" if v == 1.0 else _go_float(v)
+
+
+# Per family: its label names in sorted order and where each comes from, as
+# prometheus_client writes labels sorted by name.
+_SORTED_LABELS = tuple(
+    tuple(sorted((label, position) for position, label in enumerate(f.labels))) for f in FAMILIES
+)
+
+
+def _line(family: int, values: tuple[str, ...], value: float) -> str:
+    name = FAMILIES[family].name
+    if not values:
+        return f"{name} {_value(value)}\n"
+    labels = ",".join(f'{k}="{_escape(values[i])}"' for k, i in _SORTED_LABELS[family])
+    return f"{name}{{{labels}}} {_value(value)}\n"
+
+
+@dataclass(frozen=True)
+class _NodeText:
+    """One node's rendered lines and what they were rendered from."""
+
+    report: pb.NodeReport
+    received_at: float
+    up: bool
+    allocatable_gpus: int | None
+    chunks: tuple[bytes, ...]  # one per per-node family, in _NODE_SLOT order
+    expiries: dict[str, float]
+
+    def matches(self, node: NodeEntry, allocatable_gpus: int | None) -> bool:
+        return (
+            self.report is node.report
+            and self.received_at == node.received_at
+            and self.up == node.up
+            and self.allocatable_gpus == allocatable_gpus
+        )
+
+
+def _render_node(node: NodeEntry, allocatable_gpus: int | None) -> _NodeText:
+    parts: list[list[str]] = [[] for _ in range(_NODE_FAMILIES)]
+    for family, values, value in node_samples(node, allocatable_gpus):
+        parts[_NODE_SLOT[family]].append(_line(family, values, value))
+    return _NodeText(
+        report=node.report,
+        received_at=node.received_at,
+        up=node.up,
+        allocatable_gpus=allocatable_gpus,
+        chunks=tuple("".join(p).encode() for p in parts),
+        expiries=node_cert_expiries(node),
+    )
+
+
+class Exposition:
+    """Renders /metrics, reusing each node's text until that node's entry changes.
+
+    One instance per collector. Safe to call from several worker threads at once:
+    the cache is replaced as a whole, never mutated in place, and it keeps only the
+    nodes of the latest view, so nodes that left take their series and memory along.
+    """
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, _NodeText] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def render(self, view: CollectorView) -> bytes:
+        """The text exposition of `view`; CPU-bound, call it from a worker thread."""
+        allocatable = dict(view.allocatable_gpus)
+        previous = self._nodes
+        current: dict[str, _NodeText] = {}
+        hits = 0
+        for node in view.state.nodes:
+            gpus = allocatable.get(node.name)
+            text = previous.get(node.name)
+            if text is not None and text.matches(node, gpus):
+                hits += 1
+            else:
+                text = _render_node(node, gpus)
+            current[node.name] = text
+        with self._lock:
+            self._nodes = current
+            self.hits += hits
+            self.misses += len(current) - hits
+        texts = list(current.values())
+        cluster: list[list[str]] = [[] for _ in FAMILIES]
+        for family, values, value in cluster_samples(view, (t.expiries for t in texts)):
+            cluster[family].append(_line(family, values, value))
+        out: list[bytes] = []
+        for i, fam in enumerate(FAMILIES):
+            out.append(_HEADERS[i])
+            if fam.per_node:
+                slot = _NODE_SLOT[i]
+                out.extend(t.chunks[slot] for t in texts)
+            else:
+                out.append("".join(cluster[i]).encode())
+        return b"".join(out)
+
+
+_default = Exposition()
+
+
+def render(view: CollectorView) -> bytes:
+    """The text exposition of `view`, through a process-wide node cache.
+
+    Kept for callers that hold no Exposition of their own; a collector should own one
+    (several collectors in one process would otherwise evict each other's nodes).
+    """
+    return _default.render(view)
+
+
+# ---------------------------------------------------------------- prometheus_client
 
 
 class SnapshotCollector(Collector):
+    """The same series as a prometheus_client collector (e.g. to add to a registry)."""
+
     def __init__(self, data: CollectorView) -> None:
         self.data = data
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._cluster()
-        yield from self._agents()
-        yield from self._egress()
-        yield from self._nodes()
-        yield from self._mounts()
-
-    def _cluster(self) -> Iterator[Metric]:
-        status = _gauge(
-            "preflight_requirement_status",
-            "1 for the current status of each requirement (one-hot over pass/warn/fail/unknown).",
-            ["requirement", "status"],
-        )
-        for verdict in self.data.verdicts:
-            for s in STATUSES:
-                status.add_metric([verdict.requirement, s], 1.0 if verdict.status == s else 0.0)
-        yield status
-        ready = _gauge(
-            "preflight_cluster_ready",
-            "1 when every requirement of the phase passes or warns.",
-            ["phase"],
-        )
-        for phase, ok in self.data.ready:
-            ready.add_metric([phase], 1.0 if ok else 0.0)
-        yield ready
-        kube = _gauge(
-            "preflight_kubernetes_node_info",
-            "One series per Kubernetes node, from the Kubernetes API.",
-            ["node", "control_plane"],
-        )
-        for name, control_plane in self.data.kubernetes_nodes:
-            kube.add_metric([name, "true" if control_plane else "false"], 1.0)
-        yield kube
-        state = self.data.state
-        received = CounterMetricFamily(
-            "preflight_reports_received", "Reports accepted since the collector started."
-        )
-        received.add_metric([], float(state.reports_received))
-        yield received
-        rejected = CounterMetricFamily(
-            "preflight_reports_rejected", "Reports rejected, by reason.", labels=["reason"]
-        )
-        for reason, count in state.rejected:
-            rejected.add_metric([reason], float(count))
-        yield rejected
-
-    def _agents(self) -> Iterator[Metric]:
-        up = _gauge("preflight_agent_up", "1 while the node's agent reports in time.", ["node"])
-        last = _gauge(
-            "preflight_agent_last_report_timestamp_seconds",
-            "When the collector last accepted a report from the node.",
-            ["node"],
-        )
-        skew = _gauge(
-            "preflight_agent_clock_skew_seconds",
-            "Agent clock minus collector clock at the last report (includes network delay).",
-            ["node"],
-        )
-        for node in self.data.state.nodes:
-            up.add_metric([node.name], 1.0 if node.up else 0.0)
-            last.add_metric([node.name], node.received_at)
-            skew.add_metric([node.name], node.clock_skew_seconds)
-        yield from (up, last, skew)
-
-    def _egress(self) -> Iterator[Metric]:
-        labels = ["node", "target"]
-        up = _gauge("preflight_egress_up", "1 when the node reaches the target.", labels)
-        failure = _gauge(
-            "preflight_egress_failure",
-            "1 for the current failure reason of an unreachable target.",
-            [*labels, "reason"],
-        )
-        phase = _gauge(
-            "preflight_egress_phase_duration_seconds",
-            "Duration of each phase reached in the last probe.",
-            [*labels, "phase"],
-        )
-        last_success = _gauge(
-            "preflight_egress_last_success_timestamp_seconds",
-            "Start of the last probe that reached the target.",
-            labels,
-        )
-        proxy = _gauge(
-            "preflight_egress_proxy_used", "1 when the probe went through a proxy.", labels
-        )
-        untrusted = _gauge(
-            "preflight_egress_tls_untrusted_certificate_info",
-            "The certificate presented when TLS did not verify (e.g. an inspecting proxy).",
-            [*labels, "issuer", "fingerprint_sha256"],
-        )
-        not_after = _gauge(
-            "preflight_egress_tls_cert_not_after_timestamp_seconds",
-            "Earliest certificate expiry seen for the target across nodes.",
-            ["target"],
-        )
-        earliest: dict[str, float] = {}
-        for node in self.data.state.nodes:
-            for e in node.report.egress:
-                key = [node.name, e.target]
-                is_up = e.outcome == pb.OUTCOME_UP
-                up.add_metric(key, 1.0 if is_up else 0.0)
-                proxy.add_metric(key, 1.0 if e.proxy_used else 0.0)
-                if not is_up and e.reason:
-                    failure.add_metric([*key, REASONS.name(e.reason)], 1.0)
-                for timing in e.phases:
-                    phase.add_metric([*key, PHASES.name(timing.phase)], timing.duration_seconds)
-                cert = e.certificate
-                if e.HasField("certificate") and cert.HasField("not_after"):
-                    expiry = cert.not_after.ToNanoseconds() / 1e9
-                    earliest[e.target] = min(expiry, earliest.get(e.target, expiry))
-                if e.reason == pb.REASON_TLS_UNTRUSTED and e.HasField("certificate"):
-                    issuer = cert.issuer[:ISSUER_LABEL_MAX]
-                    untrusted.add_metric([*key, issuer, cert.sha256_fingerprint], 1.0)
-            for target, seconds in node.last_success:
-                last_success.add_metric([node.name, target], seconds)
-        for target, expiry in sorted(earliest.items()):
-            not_after.add_metric([target], expiry)
-        yield from (up, failure, phase, last_success, proxy, untrusted, not_after)
-
-    def _nodes(self) -> Iterator[Metric]:
-        cpu = _gauge("preflight_node_cpu_cores", "Logical CPU cores.", ["node"])
-        memory = _gauge("preflight_node_memory_bytes", "Total memory.", ["node"])
-        gpus = _gauge("preflight_node_gpus", "GPUs by source.", ["node", "source"])
-        info = _gauge(
-            "preflight_node_info",
-            "Node facts as labels.",
-            ["node", "kernel", "os", "arch", "agent_version"],
-        )
         allocatable = dict(self.data.allocatable_gpus)
-        for node in self.data.state.nodes:
-            report = node.report
-            if report.HasField("hardware"):
-                cpu.add_metric([node.name], float(report.hardware.logical_cores))
-                memory.add_metric([node.name], float(report.hardware.memory_total_bytes))
-            if report.HasField("gpus"):
-                gpus.add_metric([node.name, "pci"], float(report.gpus.pci_count))
-                gpus.add_metric([node.name, "driver"], float(report.gpus.driver_count))
-            if node.name in allocatable:
-                gpus.add_metric([node.name, "allocatable"], float(allocatable[node.name]))
-            hw = report.hardware
-            info.add_metric(
-                [
-                    node.name,
-                    hw.kernel_release,
-                    hw.os_release,
-                    hw.architecture,
-                    report.agent_version,
-                ],
-                1.0,
-            )
-        yield from (cpu, memory, gpus, info)
-
-    def _mounts(self) -> Iterator[Metric]:
-        labels = ["node", "path"]
-        up = _gauge("preflight_mount_up", "1 when a filesystem is mounted at the path.", labels)
-        writable = _gauge(
-            "preflight_mount_writable", "1 when the write round-trip succeeded.", labels
-        )
-        stuck = _gauge("preflight_mount_stuck", "1 while a call on the path is blocked.", labels)
-        peers = _gauge("preflight_mount_peers_visible", "Peer markers visible on the path.", labels)
-        for node in self.data.state.nodes:
-            for m in node.report.mounts:
-                key = [node.name, m.path]
-                state = MOUNT_STATES.name(m.state)
-                up.add_metric(key, 1.0 if state == "mounted" else 0.0)
-                writable.add_metric(key, 1.0 if WRITE_CHECKS.name(m.write_check) == "ok" else 0.0)
-                stuck.add_metric(key, 1.0 if state == "stuck" else 0.0)
-                peers.add_metric(key, float(len(m.marker.peers)))
-        yield from (up, writable, stuck, peers)
+        nodes = self.data.state.nodes
+        families: list[GaugeMetricFamily | CounterMetricFamily] = []
+        for f in FAMILIES:
+            if f.type == "counter":
+                base = f.name.removesuffix("_total")
+                families.append(CounterMetricFamily(base, f.help, labels=list(f.labels)))
+            else:
+                families.append(GaugeMetricFamily(f.name, f.help, labels=list(f.labels)))
+        expiries = [node_cert_expiries(n) for n in nodes]
+        samples: list[Iterable[Sample]] = [cluster_samples(self.data, expiries)]
+        samples.extend(node_samples(n, allocatable.get(n.name)) for n in nodes)
+        for source in samples:
+            for family, values, value in source:
+                families[family].add_metric(list(values), value)
+        yield from families
 
 
-def render(data: CollectorView) -> bytes:
-    """The text exposition of `data`; CPU-bound, call it from a worker thread."""
+def render_with_client(data: CollectorView) -> bytes:
+    """SnapshotCollector through prometheus_client's generate_latest (the reference)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(data))
     return generate_latest(registry)
