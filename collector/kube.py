@@ -396,6 +396,8 @@ class KubeSource:
         self.kubeconfig = kubeconfig
         self.request_timeout = request_timeout
         self.page_size = page_size
+        # Version + a first page + slack; pages beyond that share it (30 s by default).
+        self.read_deadline = request_timeout * 3
         self._configuration = configuration
         self._environ = environ
         self._clock = clock
@@ -494,7 +496,7 @@ class KubeSource:
         future = loop.run_in_executor(None, self._read_blocking, how[0])
         # Every request has its own timeouts; this outer deadline catches what they cannot
         # (a kubeconfig exec credential plugin that hangs, several slow pages).
-        deadline = self.request_timeout * 3 + 5
+        deadline = self.read_deadline
         try:
             return await asyncio.wait_for(asyncio.shield(future), deadline)
         except TimeoutError:

@@ -485,3 +485,48 @@ async def test_watcher_from_config_with_injected_configuration(api: FakeApi) -> 
     assert watcher.refresh_interval == 30
     view = await watcher.refresh()
     assert view.error is None and watcher.latest() is view
+
+
+@pytest.mark.timeout(30)
+async def test_hung_credential_plugin_is_bounded_and_not_doubled(tmp_path: Path) -> None:
+    # An exec credential plugin that hangs (the client waits for it with no timeout).
+    started = tmp_path / "started"
+    plugin = tmp_path / "get-token"
+    plugin.write_text(f"#!/bin/sh\necho run >> {started}\nsleep 1\n")
+    plugin.chmod(0o755)
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+                "users": [
+                    {
+                        "name": "u",
+                        "user": {
+                            "exec": {
+                                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                                "command": str(plugin),
+                            }
+                        },
+                    }
+                ],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    source = KubeSource("kubeconfig", kubeconfig=kubeconfig, request_timeout=0.2)
+    first = await source.read()
+    assert first.error is not None and "no answer within" in first.error
+    second = await source.read()
+    assert second.error is not None and "still blocked" in second.error
+    assert started.read_text().count("run") == 1  # no second plugin run while one hangs
+    for _ in range(100):  # the plugin ends; the next read is a fresh attempt
+        await asyncio.sleep(0.1)
+        third = await source.read()
+        if third.error is None or "still blocked" not in third.error:
+            break
+    assert third.error is not None and "still blocked" not in third.error
+    assert started.read_text().count("run") == 2
