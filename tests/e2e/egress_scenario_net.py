@@ -104,7 +104,7 @@ def origin_ip(index: int) -> str:
 
 
 class Scenario:
-    """Builds the network in `__init__` (use `close()` in a finally even if that fails)."""
+    """The scenario's world: `build()` it, then `close()` in a finally, even if build failed."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -112,7 +112,6 @@ class Scenario:
         self.namespaces: list[Netns] = []
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
         self.proxy: Tinyproxy | None = None
-        self.targets = {spec["name"]: spec for spec in RUNAI_2020}
         self.address_of = {spec["name"]: origin_ip(i) for i, spec in enumerate(RUNAI_2020)}
         self.pki = Pki.create(directory)
         self.agent_config = directory / "agent.yaml"
