@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := tinyproxy squid dnsmasq-base nftables iproute2 prometheus \
+DEBIAN_PACKAGES := tinyproxy squid dnsmasq-base nftables iproute2 curl util-linux prometheus \
 	prometheus-alertmanager prometheus-blackbox-exporter prometheus-node-exporter \
 	chromium fuse3 libfuse3-3
 PROTO_DIR := proto/preflight/v1

@@ -258,7 +258,12 @@ CASES = [
         "a mount whose write failed",
         pair(
             Mount(),
-            Mount(write=pb.WRITE_CHECK_FAILED, message="Read-only file system", nonce=False),
+            Mount(
+                write=pb.WRITE_CHECK_FAILED,
+                message="Read-only file system",
+                nonce=False,
+                peers={"node-a": FRESH},  # it still reads the peers' markers
+            ),
         ),
         "warn",
         ("node-b: not writable (Read-only file system)",),
@@ -365,12 +370,6 @@ def test_many_groups_keep_the_reason_short() -> None:
     assert verdict.nodes == tuple(f"node-{i:02d}" for i in range(10))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rule bug: once two writers prove sharing, a node without a marker of its own "
-    "(writes not expected) is judged only by filesystem type; its source is never compared "
-    "and its empty peer reads are ignored, so a node on a different NAS passes",
-)
 def test_node_without_marker_on_a_different_export_fails() -> None:
     nodes = [
         entry("node-a", Mount(peers={"node-b": FRESH})),
@@ -387,11 +386,6 @@ def test_node_without_marker_on_a_different_export_fails() -> None:
     assert "node-c" in verdict.nodes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rule bug: when one node lacks a marker, the local-filesystem fallback names every "
-    "local node, including the ones markers already proved shared",
-)
 def test_local_filesystem_fallback_names_only_unproven_nodes() -> None:
     nodes = [
         entry("node-a", local(peers={"node-b": FRESH})),

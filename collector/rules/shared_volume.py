@@ -65,44 +65,49 @@ def _judge_path(view: ClusterView, path: str, nodes: tuple[NodeEntry, ...]) -> P
         else:
             mounts[node.name] = mount
     max_age = view.profile.shared_volume.marker_max_age
-    writers = [n for n, m in mounts.items() if m.marker.nonce]
     edges: dict[str, set[str]] = {}
     stale_only: list[str] = []
-    for name in writers:
-        marker = mounts[name].marker
+    for name, mount in mounts.items():
         fresh = {
             p.node_name
-            for p in marker.peers
+            for p in mount.marker.peers
             if view.now - p.written_at.ToNanoseconds() / 1e9 <= max_age and p.node_name in mounts
         }
         edges[name] = fresh
-        if not fresh and marker.peers:
+        if not fresh and mount.marker.peers:
             stale_only.append(name)
-    proven = len(writers) >= 2
-    if proven:
-        groups = _groups(edges, writers)
+    # Markers can prove sharing only where someone writes them and there are peers.
+    markers_in_use = any(m.marker.nonce for m in mounts.values()) and len(mounts) >= 2
+    proven: set[str] = set()
+    if markers_in_use:
+        groups = _groups(edges, sorted(mounts))
+        proven = {n for g in groups if len(g) > 1 for n in g}
         if len(groups) > 1:
             shown = "; ".join("{" + ", ".join(g) + "}" for g in groups[:4])
             found.failures.append(f"not the same volume: nodes split into groups {shown}")
-            found.nodes.update(writers)
-        blind = sorted(n for n in writers if not edges[n] and n not in stale_only)
-        if blind and len(groups) == 1:
-            found.failures.append(f"sees no peer marker: {names(blind)}")
-            found.nodes.update(blind)
+            found.nodes.update(mounts)
+        else:
+            # One volume, yet a node missed markers that others wrote on it (caching?).
+            writers = {n for n, m in mounts.items() if m.marker.nonce}
+            blind = sorted(
+                n for n in mounts if not edges[n] and n not in stale_only and writers - {n}
+            )
+            if blind:
+                found.failures.append(f"sees no peer marker: {names(blind)}")
+                found.nodes.update(blind)
         if stale_only:
             found.failures.append(f"sees only stale peer markers: {names(sorted(stale_only))}")
             found.nodes.update(stale_only)
-    if not proven or len(writers) < len(mounts):
-        # Without marker proof, fall back to what the mount table says.
-        local = sorted(n for n, m in mounts.items() if not m.network_filesystem)
-        if local and not (proven and all(n in writers for n in local)):
-            described = [f"{n} ({mounts[n].fs_type})" for n in local]
-            found.failures.append(f"local filesystem, not a NAS, on {names(described)}")
-            found.nodes.update(local)
-        sources = {m.source for m in mounts.values()}
-        if len(sources) > 1 and not proven:
-            found.failures.append(f"different sources: {names(sorted(sources))}")
-            found.nodes.update(mounts)
+    # Without marker proof, fall back to what the mount table says.
+    local = sorted(n for n, m in mounts.items() if not m.network_filesystem and n not in proven)
+    if local:
+        described = [f"{n} ({mounts[n].fs_type})" for n in local]
+        found.failures.append(f"local filesystem, not a NAS, on {names(described)}")
+        found.nodes.update(local)
+    sources = {m.source for m in mounts.values()}
+    if len(sources) > 1 and not markers_in_use:
+        found.failures.append(f"different sources: {names(sorted(sources))}")
+        found.nodes.update(mounts)
     for name, mount in mounts.items():
         check = WRITE_CHECKS.name(mount.write_check)
         if check == "failed":
