@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Protocol
 
 import grpc.aio
 from aiohttp import web
+from kubernetes.client import Configuration
 
 from collector.config import CollectorConfig
 from collector.ingest import ReportServicer, start_grpc_server
-from collector.kubeview import STANDALONE, KubeView
+from collector.kube import KubeWatcher
 from collector.profile import load_profile
 from collector.rules import cluster_ready, evaluate_all
 from collector.rules.hysteresis import HysteresisTracker
@@ -27,17 +27,15 @@ log = logging.getLogger(__name__)
 EVALUATION_INTERVAL_SECONDS = 1.0
 
 
-class KubeSourceLike(Protocol):
-    def latest(self) -> KubeView: ...
-
-
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
 class CollectorService:
-    def __init__(self, config: CollectorConfig) -> None:
+    def __init__(
+        self, config: CollectorConfig, *, kube_configuration: Configuration | None = None
+    ) -> None:
         self.config = config
         self.profile = load_profile(config.profile)
         self.state = ClusterState(
@@ -48,7 +46,8 @@ class CollectorService:
         )
         self.servicer = ReportServicer(self.state, config.heartbeat_interval)
         self.hysteresis = HysteresisTracker(self.profile.hysteresis)
-        self.kube: KubeSourceLike | None = None
+        # An injected client configuration (tests: kmock) overrides kubernetes.mode.
+        self.kube = KubeWatcher.from_config(config.kubernetes, configuration=kube_configuration)
         self._observed: object = None
         self._verdicts: tuple[Verdict, ...] = ()
         self._observer: asyncio.Task[None] | None = None
@@ -58,14 +57,11 @@ class CollectorService:
         self.grpc_port = 0
         self.http_port = 0
 
-    def kube_view(self) -> KubeView:
-        return STANDALONE if self.kube is None else self.kube.latest()
-
     def current_view(self) -> CollectorView:
         """The view of now; re-judges only when something observable changed."""
         now = time.time()
         snapshot = self.state.snapshot(now)
-        kube = self.kube_view()
+        kube = self.kube.latest()
         key = (
             snapshot.version,
             tuple(n.up for n in snapshot.nodes),
@@ -102,6 +98,7 @@ class CollectorService:
         await site.start()
         self.http_port = self._http.addresses[0][1]
         self._grpc, self.grpc_port = await start_grpc_server(self.servicer, self.config.listen.grpc)
+        await self.kube.start()
         self._observer = asyncio.create_task(self._observe_forever())
         log.info("collector: gRPC on :%d, HTTP on :%d", self.grpc_port, self.http_port)
 
@@ -111,6 +108,7 @@ class CollectorService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._observer
             self._observer = None
+        await self.kube.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
             self._grpc = None
