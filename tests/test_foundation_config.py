@@ -82,3 +82,18 @@ def test_durations_and_defaults() -> None:
     ]
     collector = load_collector_config(None)
     assert collector.listen.grpc.endswith(":9751") and collector.listen.http.endswith(":9750")
+
+
+def test_node_name_comes_from_flag_then_config_then_env_then_hostname(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from agent.config import AgentConfig, resolve_node_name
+
+    monkeypatch.setenv("NODE_NAME", "from-env")
+    assert resolve_node_name("from-flag", AgentConfig(node_name="from-config")) == "from-flag"
+    assert resolve_node_name(None, AgentConfig(node_name="from-config")) == "from-config"
+    assert resolve_node_name(None, AgentConfig()) == "from-env"
+    monkeypatch.delenv("NODE_NAME")
+    assert resolve_node_name(None, AgentConfig()) == socket.gethostname()
