@@ -107,12 +107,13 @@ font-weight:600;font-size:12px}
 .badge.pass{background:#dafbe1;color:#116329}.badge.warn{background:#fff8c5;color:#7d4e00}
 .badge.fail{background:#ffebe9;color:#a40e26}.badge.unknown{background:#eaeef2;color:#424a53}
 td.reason{max-width:640px}
+#egress-matrix td,time,.nowrap{white-space:nowrap}
 .cell-up{background:#dafbe1;color:#116329}
 .cell-down{background:#ffcecb;color:#82071e;font-weight:600}
 .cell-none{background:#f6f8fa;color:#8c959f}
 #egress-matrix th.node,#nodes th.node,#capacity th.node,#mounts th.node{font-weight:600;
 max-width:260px;overflow-wrap:anywhere}
-#egress-matrix small{font-weight:400}
+#egress-matrix th.node{min-width:180px}#egress-matrix small{font-weight:400}
 tr.stale td,tr.stale th{background:#eaeef2 !important;color:#6e7781 !important}
 .tag{display:inline-block;font-size:11px;font-weight:600;padding:0 5px;border-radius:8px;
 background:#6e7781;color:#fff;margin-left:4px}
@@ -218,7 +219,7 @@ def _requirements(verdicts: tuple[Verdict, ...], now: float) -> str:
             f'<td><span class="badge {status}">{status}</span></td>'
             f'<td class="reason">{esc(v.reason)}</td>'
             f"<td>{'<br>'.join(involved) or DASH}</td>"
-            f"<td>{esc(', '.join(needed_for.get(v.requirement, ())))}</td>"
+            f'<td class="nowrap">{esc(", ".join(needed_for.get(v.requirement, ())))}</td>'
             f"<td>{when(v.since, now, 'since ')}</td></tr>"
         )
     return (
@@ -310,7 +311,8 @@ def _gpu_counts(report: pb.NodeReport) -> tuple[int | None, int | None, str]:
     g = report.gpus
     pci = g.pci_count if g.pci_scanned else None
     status = DRIVER_STATUSES.name(g.driver_status)
-    note = "" if status in ("loaded", "") else status
+    # No driver on a machine without NVIDIA devices is normal: only flag it where GPUs are.
+    note = "" if status in ("loaded", "") or not g.pci_count else status
     return pci, g.driver_count, note
 
 
@@ -401,6 +403,7 @@ def _nodes(nodes: tuple[NodeEntry, ...], without_agent: list[KubeNode], now: flo
         r = node.report
         hw = r.hardware
         skew = node.clock_skew_seconds
+        skew = 0.0 if abs(skew) < 0.05 else skew  # no "-0.0 s"
         skew_class = "num warn" if abs(skew) >= SKEW_HIGHLIGHT_SECONDS else "num"
         errors = "".join(
             f'<div title="{esc(p.message)}">{esc(p.probe)}'

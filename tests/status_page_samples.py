@@ -1,10 +1,13 @@
-"""Sample NodeReports for the status page and API docs: healthy, failing and hostile nodes.
+"""Status page test helpers: sample NodeReports (healthy, failing, hostile) and a small DOM.
 
 Hostile strings are what an untrusted agent could send; each would change
 `document.title` to a string starting with "pwned" if the page ever let it run.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 
 from preflight.v1 import report_pb2 as pb
 
@@ -177,3 +180,63 @@ def cluster_reports() -> list[pb.NodeReport]:
         ),
         node_report(HOSTILE_NODE_2, cores=2, memory_gib=4),
     ]
+
+
+VOID = {"meta", "br", "img", "input", "link", "hr", "wbr", "col", "source", "area", "base"}
+
+
+@dataclass
+class Element:
+    tag: str
+    attrs: dict[str, str]
+    children: list[Element | str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text for c in self.children)
+
+    def iter(self) -> list[Element]:
+        found = [self]
+        for c in self.children:
+            if isinstance(c, Element):
+                found += c.iter()
+        return found
+
+    def by_id(self, id_: str) -> Element:
+        matches = [e for e in self.iter() if e.attrs.get("id") == id_]
+        assert len(matches) == 1, f"{len(matches)} elements with id={id_}"
+        return matches[0]
+
+    def with_class(self, cls: str) -> list[Element]:
+        return [e for e in self.iter() if cls in e.attrs.get("class", "").split()]
+
+
+class TreeBuilder(HTMLParser):
+    """A strict-enough DOM for assertions: what a browser would parse as elements."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Element("#document", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element = Element(tag, {k: v or "" for k, v in attrs})
+        self.stack[-1].children.append(element)
+        if tag not in VOID:
+            self.stack.append(element)
+
+    def handle_endtag(self, tag: str) -> None:
+        for i in range(len(self.stack) - 1, 0, -1):
+            if self.stack[i].tag == tag:
+                del self.stack[i:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        self.stack[-1].children.append(data)
+
+
+def parse(page: str) -> Element:
+    builder = TreeBuilder()
+    builder.feed(page)
+    builder.close()
+    return builder.root
