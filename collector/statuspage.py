@@ -113,7 +113,8 @@ td.reason{max-width:640px}
 .cell-none{background:#f6f8fa;color:#8c959f}
 #egress-matrix th.node,#nodes th.node,#capacity th.node,#mounts th.node{font-weight:600;
 max-width:260px;overflow-wrap:anywhere}
-#egress-matrix th.node{min-width:180px}#egress-matrix small{font-weight:400}
+#egress-matrix th.node{min-width:180px}
+#egress-matrix thead th{overflow-wrap:break-word}#egress-matrix small{font-weight:400}
 tr.stale td,tr.stale th{background:#eaeef2 !important;color:#6e7781 !important}
 .tag{display:inline-block;font-size:11px;font-weight:600;padding:0 5px;border-radius:8px;
 background:#6e7781;color:#fff;margin-left:4px}
@@ -290,7 +291,10 @@ def _egress_matrix(nodes: tuple[NodeEntry, ...], now: float) -> str:
                 )
         down_nodes += node_down
         rows.append(f"<tr{_stale(node)}>{''.join(cells)}</tr>")
-    head = "".join(f"<th>{t}</th>" for t in targets.values())
+    # Long host names break after dots and slashes rather than mid-word.
+    head = "".join(
+        f"<th>{t.replace('.', '.<wbr>').replace('/', '/<wbr>')}</th>" for t in targets.values()
+    )
     summary = (
         f"{down_cells} node×target pairs down on {down_nodes} of {len(nodes)} nodes"
         if down_cells
