@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ from collector.rules.model import Verdict
 from collector.state import NodeEntry
 from collector.statuspage import render_status_page
 from collector.view import CollectorView
-from preflight.enums import REASONS
+from preflight.enums import PHASES, REASONS
 from preflight.v1 import report_pb2 as pb
 
 # Returns the current exposition input (state snapshot + verdicts), computed on demand.
@@ -39,6 +38,7 @@ def node_summary(node: NodeEntry, now: float) -> dict[str, Any]:
     return {
         "node": node.name,
         "up": node.up,
+        "first_seen": node.first_seen,
         "last_report": node.received_at,
         "last_report_age_seconds": round(now - node.received_at, 3),
         "clock_skew_seconds": round(node.clock_skew_seconds, 3),
@@ -50,8 +50,29 @@ def node_summary(node: NodeEntry, now: float) -> dict[str, Any]:
     }
 
 
+def target_json(e: pb.EgressResult, last_success: float | None) -> dict[str, Any]:
+    """One egress result with lower-case enum names, as operators read them."""
+    up = e.outcome == pb.OUTCOME_UP
+    return {
+        "target": e.target,
+        "up": up,
+        "reason": "" if up else REASONS.name(e.reason),
+        "failed_phase": "" if up else PHASES.name(e.failed_phase),
+        "message": e.message,
+        "phases": {PHASES.name(p.phase): p.duration_seconds for p in e.phases},
+        "total_seconds": e.total_seconds,
+        "time_to_first_byte_seconds": e.time_to_first_byte_seconds,
+        "http_status": e.http_status,
+        "proxy_used": e.proxy_used,
+        "proxy": e.proxy,
+        "last_success": last_success,
+    }
+
+
 def node_detail(node: NodeEntry, now: float) -> dict[str, Any]:
     detail = node_summary(node, now)
+    last_success = dict(node.last_success)
+    detail["targets"] = [target_json(e, last_success.get(e.target)) for e in node.report.egress]
     detail["report"] = json_format.MessageToDict(
         node.report, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
@@ -93,6 +114,12 @@ class WebApp:
         return web.json_response(
             {
                 "generated_at": data.state.taken_at,
+                "profile": data.profile_name,
+                "kubernetes": {
+                    "available": data.kube.available,
+                    "server_version": data.kube.server_version,
+                    "error": data.kube.error,
+                },
                 "ready": dict(data.ready),
                 "verdicts": [verdict_json(v) for v in data.verdicts],
             }
@@ -100,15 +127,22 @@ class WebApp:
 
     async def nodes(self, request: web.Request) -> web.Response:
         data = self.provide()
-        now = time.time()
-        return web.json_response({"nodes": [node_summary(n, now) for n in data.state.nodes]})
+        now = data.state.taken_at
+        return web.json_response(
+            {"generated_at": now, "nodes": [node_summary(n, now) for n in data.state.nodes]}
+        )
 
     async def node(self, request: web.Request) -> web.Response:
         data = self.provide()
-        entry = data.state.node(request.match_info["node"])
+        name = request.match_info["node"]
+        entry = data.state.node(name)
         if entry is None:
-            return web.json_response({"error": "unknown node"}, status=404)
-        return web.json_response(node_detail(entry, time.time()))
+            return web.json_response({"error": "unknown node", "node": name}, status=404)
+        return web.json_response(node_detail(entry, data.state.taken_at))
 
     async def index(self, request: web.Request) -> web.Response:
-        return web.Response(text=render_status_page(self.provide()), content_type="text/html")
+        # ~44 ms per 1000 nodes: off the event loop, so gRPC ingest never waits on it.
+        page = await asyncio.to_thread(render_status_page, self.provide())
+        response = web.Response(text=page, content_type="text/html")
+        response.enable_compression()
+        return response
