@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 
 import grpc.aio
 from aiohttp import web
 from kubernetes.client import Configuration
 
 from collector.config import CollectorConfig
+from collector.exposition import Exposition
 from collector.ingest import ReportServicer, start_grpc_server
 from collector.kube import KubeWatcher
 from collector.profile import load_profile
@@ -25,11 +26,21 @@ from collector.web import WebApp
 log = logging.getLogger(__name__)
 
 EVALUATION_INTERVAL_SECONDS = 1.0
+SHUTDOWN_STEP_SECONDS = 5.0
 
 
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+async def _bounded(what: str, awaitable: Awaitable[object]) -> None:
+    try:
+        await asyncio.wait_for(awaitable, SHUTDOWN_STEP_SECONDS)
+    except asyncio.CancelledError:
+        pass  # the observer task, cancelled on purpose
+    except TimeoutError:
+        log.warning("shutdown: %s did not stop within %gs", what, SHUTDOWN_STEP_SECONDS)
 
 
 class CollectorService:
@@ -51,14 +62,32 @@ class CollectorService:
         self._observed: object = None
         self._verdicts: tuple[Verdict, ...] = ()
         self._observer: asyncio.Task[None] | None = None
-        self.web = WebApp(self.current_view, lambda: self._grpc is not None)
+        self.exposition = Exposition()
+        self.web = WebApp(
+            self.current_view, lambda: self._grpc is not None, render=self.exposition.render
+        )
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self.grpc_port = 0
         self.http_port = 0
 
     def current_view(self) -> CollectorView:
-        """The view of now; re-judges only when something observable changed."""
+        """A fresh snapshot with the latest verdicts (at most one evaluation interval old)."""
+        snapshot = self.state.snapshot(time.time())
+        return CollectorView(
+            state=snapshot,
+            verdicts=self._verdicts,
+            ready=tuple(cluster_ready(list(self._verdicts)).items()),
+            kube=self.kube.latest(),
+            profile_name=self.profile.name,
+        )
+
+    def _judge(self, view: ClusterView) -> tuple[Verdict, ...]:
+        # Pure rules over immutable data, plus hysteresis that only this path touches.
+        return tuple(self.hysteresis.observe(evaluate_all(view), view.now))
+
+    async def observe(self) -> None:
+        """One observation: re-judge when something observable changed since the last."""
         now = time.time()
         snapshot = self.state.snapshot(now)
         kube = self.kube.latest()
@@ -70,28 +99,23 @@ class CollectorService:
             # Time alone matters too (late reports, marker age): once per heartbeat.
             int(now // self.config.heartbeat_interval),
         )
-        if key != self._observed:
-            raw = evaluate_all(
-                ClusterView(state=snapshot, profile=self.profile, now=now, kube=kube)
-            )
-            self._verdicts = tuple(self.hysteresis.observe(raw, now))
-            self._observed = key
-        return CollectorView(
-            state=snapshot,
-            verdicts=self._verdicts,
-            ready=tuple(cluster_ready(list(self._verdicts)).items()),
-            kube=kube,
-            profile_name=self.profile.name,
-        )
+        if key == self._observed:
+            return
+        view = ClusterView(state=snapshot, profile=self.profile, now=now, kube=kube)
+        # ~80 ms at 10,000 nodes: off the event loop, so gRPC ingest never waits on it.
+        self._verdicts = await asyncio.to_thread(self._judge, view)
+        self._observed = key
 
     async def _observe_forever(self) -> None:
-        # Observations must not depend on how often someone scrapes.
+        # Observations follow the state, not how often someone scrapes.
         while True:
-            self.current_view()
             await asyncio.sleep(EVALUATION_INTERVAL_SECONDS)
+            await self.observe()
 
     async def start(self) -> None:
-        self._http = web.AppRunner(self.web.app, access_log=None)
+        self._http = web.AppRunner(
+            self.web.app, access_log=None, shutdown_timeout=SHUTDOWN_STEP_SECONDS / 2
+        )
         await self._http.setup()
         host, port = split_address(self.config.listen.http)
         site = web.TCPSite(self._http, host, port)
@@ -99,19 +123,20 @@ class CollectorService:
         self.http_port = self._http.addresses[0][1]
         self._grpc, self.grpc_port = await start_grpc_server(self.servicer, self.config.listen.grpc)
         await self.kube.start()
+        await self.observe()
         self._observer = asyncio.create_task(self._observe_forever())
         log.info("collector: gRPC on :%d, HTTP on :%d", self.grpc_port, self.http_port)
 
     async def stop(self) -> None:
+        """Stops every part, each within a bound: a SIGTERM must end the process promptly."""
         if self._observer is not None:
             self._observer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._observer
+            await _bounded("observer", self._observer)
             self._observer = None
-        await self.kube.stop()
+        await _bounded("Kubernetes watcher", self.kube.stop())
         if self._grpc is not None:
-            await self._grpc.stop(grace=1.0)
+            await _bounded("gRPC server", self._grpc.stop(grace=1.0))
             self._grpc = None
         if self._http is not None:
-            await self._http.cleanup()
+            await _bounded("HTTP server", self._http.cleanup())
             self._http = None

@@ -80,8 +80,14 @@ def node_detail(node: NodeEntry, now: float) -> dict[str, Any]:
 
 
 class WebApp:
-    def __init__(self, provide: ViewProvider, is_ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        provide: ViewProvider,
+        is_ready: Callable[[], bool],
+        render: Callable[[CollectorView], bytes] = render,
+    ) -> None:
         self.provide = provide
+        self.render = render
         self.is_ready = is_ready
         self.app = web.Application()
         self.app.add_routes(
@@ -98,7 +104,7 @@ class WebApp:
 
     async def metrics(self, request: web.Request) -> web.Response:
         data = self.provide()
-        body = await asyncio.to_thread(render, data)
+        body = await asyncio.to_thread(self.render, data)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(self, request: web.Request) -> web.Response:

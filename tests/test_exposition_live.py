@@ -13,7 +13,6 @@ import aiohttp
 import grpc.aio
 import pytest
 
-from collector import exposition
 from collector.service import CollectorService
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
@@ -71,8 +70,8 @@ async def test_live_metrics_pass_promtool(collector: CollectorService) -> None:
         assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
         assert result.stdout.strip() == b"" and result.stderr.strip() == b""
 
-        # The web layer renders through the module's node cache.
-        cache = exposition._default
+        # The web layer renders through the service's own node cache.
+        cache = collector.exposition
         hits, misses = cache.hits, cache.misses
         assert await scrape_text(collector) == text
         assert (cache.hits - hits, cache.misses - misses) == (3, 0)

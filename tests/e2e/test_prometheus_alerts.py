@@ -125,7 +125,14 @@ class Stack:
             with urllib.request.urlopen(url, timeout=10) as response:
                 answer: dict[str, Any] = json.load(response)
         except urllib.error.HTTPError as error:  # 400/422 carry the parse error as JSON
-            answer = json.load(error)
+            body = error.read()
+            try:
+                answer = json.loads(body)
+            except ValueError:
+                # A starting Prometheus answers 503 in plain text: not ready yet, poll on.
+                raise ConnectionError(
+                    f"Prometheus not ready ({error.code}): {body[:80]!r}"
+                ) from None
         return answer
 
     def result(self, promql: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,13 +139,15 @@ def fed_collector(tmp_path: Path) -> Iterator[Collector]:
         reports = cluster_reports()
         # Failing requirements are confirmed over consecutive observations (hysteresis):
         # keep reporting, as agents do, until the collector has judged egress_install.
-        for sequence in range(1, 6):
+        # The collector observes once a second, so report every half second, up to 20 s.
+        for sequence in range(1, 41):
             for report in reports:
                 report.sequence = sequence
                 report.sent_at.GetCurrentTime()
             collector.send(reports)
-            if collector.verdict("egress_install") == "fail":
+            if collector.verdict("egress_install") == collector.verdict("egress_runtime") == "fail":
                 break
+            time.sleep(0.5)
         yield collector
     finally:
         collector.close()
