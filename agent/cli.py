@@ -13,7 +13,7 @@ from pathlib import Path
 from agent.client import ReportClient
 from agent.config import AgentConfig, ConfigError, load_config, resolve_node_name
 from agent.report import build_report, to_json, to_text
-from agent.runner import Agent, agent_version, default_probes, run_cycle
+from agent.runner import Agent, ProbeSet, agent_version, default_probes, run_cycle
 
 EXIT_CONFIG = 2
 
@@ -62,13 +62,15 @@ async def run_once(config: AgentConfig, node_name: str, output_format: str) -> N
     print(to_json(report) if output_format == "json" else to_text(report))
 
 
-async def run_forever(config: AgentConfig, node_name: str) -> None:
+async def run_forever(config: AgentConfig, node_name: str, probes: ProbeSet | None = None) -> None:
+    """Probe and push until SIGTERM/SIGINT."""
     client = ReportClient(
         config.collector.address,
         timeout=config.collector.timeout,
         max_backoff=config.collector.max_backoff,
     )
-    agent = Agent(config, node_name, default_probes(config, node_name), client.submit)
+    probes = probes or default_probes(config, node_name)
+    agent = Agent(config, node_name, probes, client.submit)
     client.on_ack = lambda ack: agent.adopt_heartbeat(ack.heartbeat_interval_seconds)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import socket
 import sys
 
-from agent.client import ReportClient
+from agent.cli import run_forever
 from agent.config import load_config as load_agent_config
-from agent.runner import Agent, default_probes
+from agent.runner import default_probes
 from collector.config import CollectorConfig, ListenConfig
 from collector.service import CollectorService
 
 
 async def demo(http_port: int, grpc_port: int, node_name: str) -> None:
     agent_config = load_agent_config(None)
+    # Built before the collector starts, so a broken probe setup fails before any port opens.
     probes = default_probes(agent_config, node_name)
     collector = CollectorService(
         CollectorConfig(
@@ -30,13 +29,6 @@ async def demo(http_port: int, grpc_port: int, node_name: str) -> None:
         )
     )
     await collector.start()
-    client = ReportClient(
-        f"127.0.0.1:{collector.grpc_port}",
-        timeout=agent_config.collector.timeout,
-        max_backoff=agent_config.collector.max_backoff,
-    )
-    agent = Agent(agent_config, node_name, probes, client.submit)
-    client.on_ack = lambda ack: agent.adopt_heartbeat(ack.heartbeat_interval_seconds)
     base = f"http://127.0.0.1:{collector.http_port}"
     print(
         f"""Preflight demo: collector plus one agent (node "{node_name}"), profile runai-2020.
@@ -49,17 +41,14 @@ async def demo(http_port: int, grpc_port: int, node_name: str) -> None:
 The first probe cycle takes up to the egress timeout (10s). Ctrl-C stops.""",
         flush=True,
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.stop)
-    sender = asyncio.create_task(client.run())
+    endpoint = agent_config.collector.model_copy(
+        update={"address": f"127.0.0.1:{collector.grpc_port}"}
+    )
     try:
-        await agent.run()
+        await run_forever(
+            agent_config.model_copy(update={"collector": endpoint}), node_name, probes
+        )
     finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
-        await client.close()
         await collector.stop()
 
 
