@@ -12,8 +12,8 @@ from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_f
 
 
 class KubernetesVersionRule(StrictModel):
-    minimum: str
-    recommended: str
+    minimum: str = Field(pattern=r"^v?\d+\.\d+")
+    recommended: str = Field(pattern=r"^v?\d+\.\d+")
 
 
 class ControlPlaneRule(StrictModel):

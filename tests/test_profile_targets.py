@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+import yaml
+
 from agent.config import load_config
 from collector.profile import load_profile
+from preflight.configfile import ConfigError
 
 SHARED_FIELDS = ("name", "host", "port", "path", "phase", "expect_status", "require_header_for")
 
@@ -15,3 +21,27 @@ def test_agent_defaults_equal_profile_targets() -> None:
     ]
     assert agent == profile
     assert {t["phase"] for t in profile} == {"install", "runtime"}
+
+
+def test_profile_by_path_is_validated_strictly(tmp_path: Path) -> None:
+    shipped = yaml.safe_load(
+        (Path(__file__).parent.parent / "collector/profiles/runai-2020.yaml").read_text()
+    )
+    shipped["name"] = "stricter"
+    shipped["kubernetes_version"]["recommended"] = "1.20"
+    good = tmp_path / "stricter.yaml"
+    good.write_text(yaml.safe_dump(shipped))
+    assert load_profile(str(good)).kubernetes_version.recommended == "1.20"
+    shipped["hysteresis"]["fail_afterr"] = 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(shipped))
+    with pytest.raises(ConfigError, match=r"hysteresis\.fail_afterr"):
+        load_profile(str(bad))
+
+
+def test_profile_versions_must_be_versions(tmp_path: Path) -> None:
+    text = (Path(__file__).parent.parent / "collector/profiles/runai-2020.yaml").read_text()
+    bad = tmp_path / "bad-version.yaml"
+    bad.write_text(text.replace('minimum: "1.15"', 'minimum: "fifteen"'))
+    with pytest.raises(ConfigError, match=r"kubernetes_version\.minimum"):
+        load_profile(str(bad))
