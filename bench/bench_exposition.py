@@ -3,8 +3,9 @@
 Simulated nodes report 8 egress targets (5 % failing, a few with tls_untrusted), one or
 two mounts, hardware and GPUs, through the real ClusterState. Two parts:
 
-1. Render, in this process: the view (state snapshot + verdicts, what web.py computes
-   on the event loop before rendering), then `collector.exposition.Exposition.render`
+1. Render, in this process: the view (a fresh state snapshot with the latest verdicts,
+   what web.py computes on the event loop before rendering), the judging of every rule
+   (once per evaluation interval, in a worker thread), then `collector.exposition.Exposition.render`
    cold (empty node cache), warm with half the nodes re-reported since the last scrape
    (heartbeat 30 s, scrape every 15 s), and warm with none; then the naive alternative:
    one prometheus_client Gauge per family in a normal registry, labels set on every
@@ -15,8 +16,8 @@ two mounts, hardware and GPUs, through the real ClusterState. Two parts:
    rate (open loop) for a few seconds without scrapes, then again while it scrapes
    /metrics every second (back to back when a scrape takes longer); p50/p99 of the
    RPCs. Same with the naive Gauges wired in (updated inside Report, rendered by
-   generate_latest in a worker thread). web.py imports `render`; the benchmark swaps
-   `collector.web.render` to choose the variant.
+   generate_latest in a worker thread). The benchmark sets the service's
+   `web.render` to choose the variant.
 
 Loopback only, bounded durations, stops by itself. Not part of `make test`.
 Run: .venv/bin/python bench/bench_exposition.py [--sizes 100,1000,5000,10000]
@@ -41,7 +42,6 @@ import grpc.aio
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from collector import exposition
-from collector import web as web_module
 from collector.config import CollectorConfig, LimitsConfig, ListenConfig
 from collector.exposition import (
     FAMILIES,
@@ -50,6 +50,7 @@ from collector.exposition import (
     node_cert_expiries,
     node_samples,
 )
+from collector.rules.model import ClusterView
 from collector.service import CollectorService
 from collector.state import ClusterState, NodeEntry
 from collector.view import CollectorView
@@ -195,7 +196,10 @@ def bench_render(n: int, repeat: int) -> dict[str, Any]:
     service = CollectorService(bench_config())
     state = service.state
     fill(state, n, 1, rng)
-    view_s, view = timed(service.web.provide, 1)  # first call: verdicts evaluated
+    now = time.time()
+    judged = ClusterView(state=state.snapshot(now), profile=service.profile, now=now)
+    judge_s, _ = timed(lambda: service._judge(judged), 1)  # rules: a worker thread, 1/s
+    view_s, view = timed(service.web.provide, 1)  # per scrape, on the loop: a snapshot
 
     cold_s, text = timed(lambda: Exposition().render(view), repeat)
     cache = Exposition()
@@ -232,6 +236,7 @@ def bench_render(n: int, repeat: int) -> dict[str, Any]:
         "naive_series": series(naive_text),
         "naive_bytes": len(naive_text),
         "view_s": view_s,
+        "judge_s": judge_s,
         "cold_s": cold_s,
         "warm50_s": statistics.median(warm50),
         "warm0_s": warm0_s,
@@ -258,7 +263,6 @@ async def serve_and_measure(
     """A collector with n nodes in this process; the client (another process) measures."""
     service = CollectorService(bench_config())
     fill(service.state, n, 1, random.Random(n))
-    original_render = web_module.__dict__["render"]
     if naive:
         gauges = NaiveGauges()
         for entry in service.state.snapshot(time.time()).nodes:
@@ -271,9 +275,9 @@ async def serve_and_measure(
             gauges.update_node(entry)
 
         service.state.accept = accept_and_set  # type: ignore[method-assign]
-        web_module.__dict__["render"] = gauges.render
+        service.web.render = gauges.render
     else:
-        web_module.__dict__["render"] = Exposition().render
+        service.web.render = Exposition().render
     await service.start()
     try:
         results = {}
@@ -301,7 +305,6 @@ async def serve_and_measure(
             results["scrape" if scrape else "idle"] = json.loads(out)
         return results
     finally:
-        web_module.__dict__["render"] = original_render
         await service.stop()
 
 
@@ -411,6 +414,7 @@ def main() -> None:
             "series",
             "bytes",
             "view (loop)",
+            "judge (thread)",
             "ours cold",
             "ours 50% new",
             "ours 0% new",
@@ -428,6 +432,7 @@ def main() -> None:
                 f"{r['series']:,}",
                 f"{r['bytes'] / 2**20:.1f} MiB",
                 ms(r["view_s"]),
+                ms(r["judge_s"]),
                 ms(r["cold_s"]),
                 ms(r["warm50_s"]),
                 ms(r["warm0_s"]),
