@@ -183,7 +183,7 @@ def test_two_nodes_with_private_tmpfs_see_no_peer(tmp_path: Path) -> None:
 
 @pytest.mark.root
 @pytest.mark.e2e
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(280)
 def test_hung_fuse_filesystem_is_stuck_then_recovers(tmp_path: Path) -> None:
     _require_namespaces()
     if not Path("/dev/fuse").exists() or shutil.which("fusermount3") is None:
@@ -199,8 +199,9 @@ def test_hung_fuse_filesystem_is_stuck_then_recovers(tmp_path: Path) -> None:
         "node": "node-f",
         "fuse": str(tmp_path / "fuse"),
         "block_file": str(tmp_path / "block"),
-        "hung_probes": 10,
-        "interval": 1.5,
+        # The issue asks for minutes of hang: 40 cycles 3 s apart hold it for 2 minutes.
+        "hung_probes": 40,
+        "interval": 3.0,
         "timeout": 1.0,
         "mounts": [["tmpfs", str(tmp_path / "ok"), "size=1m"]],
         "volumes": [
@@ -208,7 +209,7 @@ def test_hung_fuse_filesystem_is_stuck_then_recovers(tmp_path: Path) -> None:
             {"path": str(tmp_path / "ok"), "write_expected": True},
         ],
     }
-    (out,) = _run_nodes([spec], timeout=110)
+    (out,) = _run_nodes([spec], timeout=240)
     fuse_path = str(tmp_path / "fuse")
 
     before = out["before"][0]
@@ -216,7 +217,7 @@ def test_hung_fuse_filesystem_is_stuck_then_recovers(tmp_path: Path) -> None:
     assert before["capacity_bytes"] == 1000 * 4096
 
     hung = out["hung"]
-    assert len(hung) == 10
+    assert len(hung) == 40
     for i, cycle in enumerate(hung):
         fuse, ok = cycle["probes"]
         assert fuse["state"] == "stuck", (i, fuse)
