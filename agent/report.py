@@ -6,7 +6,6 @@ The only agent module besides the client that knows the generated protobuf code.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from google.protobuf import json_format
@@ -289,9 +288,3 @@ def to_text(report: pb.NodeReport) -> str:
         for f in report.probe_errors
     )
     return "\n".join(lines)
-
-
-def egress_summary(results: Iterable[pb.EgressResult]) -> dict[str, str]:
-    return {
-        e.target: ("up" if e.outcome == pb.OUTCOME_UP else REASONS.name(e.reason)) for e in results
-    }

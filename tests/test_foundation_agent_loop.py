@@ -165,3 +165,14 @@ async def test_reports_bypass_a_dead_https_proxy(monkeypatch: pytest.MonkeyPatch
             await sender
         await client.close()
         await service.stop()
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
+    from agent.client import INITIAL_BACKOFF_SECONDS, backoff_delay
+
+    for failures in range(1, 12):
+        ceiling = min(5.0, INITIAL_BACKOFF_SECONDS * 2 ** (failures - 1))
+        delays = {backoff_delay(failures, cap=5.0) for _ in range(50)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(delays) > 1  # jittered: agents do not retry in lockstep
+    assert max(backoff_delay(30, cap=5.0) for _ in range(50)) <= 5.0

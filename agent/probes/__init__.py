@@ -7,5 +7,3 @@ Registry of probe kinds and their entry points:
   egress    agent.probes.egress.probe_targets(...)         phase-by-phase HTTPS reachability
 Probes return agent.probes.results dataclasses and never import the wire code.
 """
-
-PROBE_KINDS = ("hardware", "gpus", "mounts", "egress")
