@@ -44,8 +44,9 @@ async def main() -> None:
                     report.sequence = sequence
                     report.sent_at.GetCurrentTime()
                     await stub.Report(report, timeout=5)
-                async with session.get(base + "/api/v1/verdicts") as response:
-                    await response.read()
+                # One observation per round, as the collector's once-a-second judging makes
+                # it: failures are confirmed by hysteresis over consecutive observations.
+                await service.observe()
             for path in PATHS:
                 async with session.get(base + path) as response:
                     body = await response.json()

@@ -6,8 +6,11 @@ Hostile strings are what an untrusted agent could send; each would change
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from preflight.v1 import report_pb2 as pb
 
@@ -67,6 +70,7 @@ def down(target: str, reason: int, phase: int, message: str) -> pb.EgressResult:
 
 
 def nfs_mount(peers: tuple[str, ...], source: str = "nas:/export/runai") -> pb.MountResult:
+    now = Timestamp(seconds=int(time.time()))
     return pb.MountResult(
         path="/mnt/runai",
         state=pb.MOUNT_STATE_MOUNTED,
@@ -79,7 +83,14 @@ def nfs_mount(peers: tuple[str, ...], source: str = "nas:/export/runai") -> pb.M
         free_bytes=1024 * GIB,
         marker=pb.SharedMarker(
             nonce="n",
-            peers=[pb.PeerMarker(node_name=p, nonce="p") for p in peers],
+            written_at=Timestamp(seconds=int(time.time())),
+            # Read just now: fresh markers, as agents sharing one NAS report them.
+            peers=[
+                pb.PeerMarker(
+                    node_name=p, nonce="p", written_at=Timestamp(seconds=int(time.time()))
+                )
+                for p in peers
+            ],
             markers_seen=len(peers) + 1,
         ),
     )

@@ -127,7 +127,7 @@ CASES = [
         "one node on NFS",
         [entry("node-a", Mount())],
         "pass",
-        (PATH, "mounted on all 1 nodes", "sharing not provable"),
+        (PATH, "mounted on every node (1 node)", "sharing not provable"),
     ),
     Case(
         "one node on ext4",
@@ -140,7 +140,7 @@ CASES = [
         "two NFS nodes see each other's fresh markers",
         pair(Mount(peers={"node-b": FRESH}), Mount(peers={"node-a": FRESH})),
         "pass",
-        ("mounted on all 2 nodes", "each sees its peers' markers"),
+        ("mounted on every node (2 nodes)", "each sees its peers' markers"),
     ),
     Case(
         # Marker proof outweighs the filesystem type: the e2e bind mount is this case.
@@ -158,7 +158,7 @@ CASES = [
             entry("node-c", Mount(peers={"node-a": FRESH})),
         ],
         "pass",
-        ("mounted on all 3 nodes",),
+        ("mounted on every node (3 nodes)",),
     ),
     Case(
         "different sources proven shared by markers",

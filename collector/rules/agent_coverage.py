@@ -6,7 +6,7 @@ it, every agent that ever reported must still be reporting.
 
 from __future__ import annotations
 
-from collector.rules.model import ClusterView, Verdict, names
+from collector.rules.model import ClusterView, Verdict, count, names
 
 REQUIREMENT = "agent_coverage"
 # A report older than this many heartbeats is late (warn) before it is stale (fail).
@@ -28,11 +28,11 @@ def evaluate(view: ClusterView) -> Verdict:
         return Verdict(
             REQUIREMENT,
             "fail",
-            f"{len(missing)} of {len(expected)} nodes {what}: {names(missing)}",
+            f"{len(missing)} of {count(len(expected), 'node')} {what}: {names(missing)}",
             nodes=tuple(missing),
         )
     late_after = state.heartbeat_interval * LATE_AFTER_HEARTBEATS
     late = sorted(n.name for n in state.nodes if n.up and view.now - n.received_at > late_after)
     if late:
         return Verdict(REQUIREMENT, "warn", f"reports late from {names(late)}", nodes=tuple(late))
-    return Verdict(REQUIREMENT, "pass", f"all {len(expected)} nodes report")
+    return Verdict(REQUIREMENT, "pass", f"every node reports ({count(len(expected), 'node')})")

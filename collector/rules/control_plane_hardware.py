@@ -7,7 +7,7 @@ machine really has) and the node's Kubernetes capacity otherwise. Never fails.
 from __future__ import annotations
 
 from collector.kubeview import KubeNode
-from collector.rules.model import ClusterView, Verdict, names
+from collector.rules.model import ClusterView, Verdict, count, names
 
 REQUIREMENT = "control_plane_hardware"
 GB = 1e9
@@ -58,7 +58,7 @@ def evaluate(view: ClusterView) -> Verdict:
     return Verdict(
         REQUIREMENT,
         "pass",
-        f"{len(control_planes)} control-plane nodes, each ≥ {wanted.cpus} CPUs and "
+        f"{count(len(control_planes), 'control-plane node')}, each ≥ {wanted.cpus} CPUs and "
         f"{wanted.memory_bytes / GB:g} GB, dedicated",
         nodes=tuple(n.name for n in control_planes),
     )

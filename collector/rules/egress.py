@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.rules.model import ClusterView, Verdict, names
+from collector.rules.model import ClusterView, Verdict, count, names
 from preflight.enums import REASONS
 from preflight.v1 import report_pb2 as pb
 
@@ -33,13 +33,14 @@ def evaluate_phase(view: ClusterView, requirement: str, phase: str) -> Verdict:
         return Verdict(
             requirement,
             "fail",
-            f"{len(failures)} node×target pairs unreachable: {names(failures, 3)}",
+            f"{count(len(failures), 'node×target pair')} unreachable: {names(failures, 3)}",
             nodes=tuple(sorted(failing_nodes)),
             targets=tuple(sorted(failing_targets)),
         )
     return Verdict(
         requirement,
         "pass",
-        f"all {len(nodes)} nodes reach all {len(targets)} {phase} targets",
+        f"every node reaches every {phase} target "
+        f"({count(len(nodes), 'node')} × {count(len(targets), 'target')})",
         targets=tuple(targets),
     )

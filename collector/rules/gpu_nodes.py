@@ -7,7 +7,7 @@ disagreement points at a broken driver, a lost GPU or a missing device plugin.
 
 from __future__ import annotations
 
-from collector.rules.model import ClusterView, Verdict, names
+from collector.rules.model import ClusterView, Verdict, count, names
 
 REQUIREMENT = "gpu_nodes"
 
@@ -25,7 +25,7 @@ def evaluate(view: ClusterView) -> Verdict:
         return Verdict(REQUIREMENT, "unknown", "no agent report and no Kubernetes API")
     gpu_nodes = sorted(name for name, c in counts.items() if any(c.values()))
     if not gpu_nodes:
-        return Verdict(REQUIREMENT, "fail", f"no GPU on any of {len(counts)} nodes")
+        return Verdict(REQUIREMENT, "fail", f"no GPU on any node ({count(len(counts), 'node')})")
     disagree = []
     for name in gpu_nodes:
         c = counts[name]
@@ -35,7 +35,7 @@ def evaluate(view: ClusterView) -> Verdict:
         return Verdict(
             REQUIREMENT,
             "warn",
-            f"GPU counts disagree on {len(disagree)} nodes: {names(disagree, 3)}",
+            f"GPU counts disagree on {count(len(disagree), 'node')}: {names(disagree, 3)}",
             nodes=tuple(d.split(":")[0] for d in disagree),
         )
     total = sum(max(counts[n].values()) for n in gpu_nodes)
@@ -43,6 +43,6 @@ def evaluate(view: ClusterView) -> Verdict:
     return Verdict(
         REQUIREMENT,
         "pass",
-        f"{len(gpu_nodes)} GPU nodes, {total} GPUs, counts agree{allocatable}",
+        f"{count(len(gpu_nodes), 'GPU node')}, {count(total, 'GPU')}, counts agree{allocatable}",
         nodes=tuple(gpu_nodes),
     )

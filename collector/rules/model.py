@@ -44,6 +44,11 @@ class ClusterView:
         return Verdict(requirement, "unknown", f"Kubernetes API: {self.kube.error}")
 
 
+def count(n: int, noun: str) -> str:
+    """`1 node`, `2 nodes`: reasons are read by people."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def names(items: list[str] | tuple[str, ...], limit: int = 5) -> str:
     """`a, b, c and 4 more` — keeps one-line reasons short on big clusters."""
     shown = ", ".join(items[:limit])

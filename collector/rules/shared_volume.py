@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from collector.rules.model import ClusterView, Verdict, names
+from collector.rules.model import ClusterView, Verdict, count, names
 from collector.state import NodeEntry
 from preflight.enums import MOUNT_STATES, WRITE_CHECKS
 from preflight.v1 import report_pb2 as pb
@@ -144,5 +144,7 @@ def evaluate(view: ClusterView) -> Verdict:
         return Verdict(REQUIREMENT, "warn", names(warnings, 3), nodes=tuple(sorted(involved)))
     proof = "each sees its peers' markers" if len(nodes) > 1 else "one node: sharing not provable"
     return Verdict(
-        REQUIREMENT, "pass", f"{', '.join(paths)} mounted on all {len(nodes)} nodes; {proof}"
+        REQUIREMENT,
+        "pass",
+        f"{', '.join(paths)} mounted on every node ({count(len(nodes), 'node')}); {proof}",
     )

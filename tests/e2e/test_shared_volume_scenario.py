@@ -219,7 +219,7 @@ def test_one_directory_bind_mounted_on_two_nodes_passes(scenario: Scenario, tmp_
 
     verdict = scenario.wait_verdict("pass", "shared_volume pass for one bind-mounted directory")
     print(f"shared_volume {verdict['status']}: {verdict['reason']} nodes={verdict['nodes']}")
-    assert "mounted on all 2 nodes" in verdict["reason"], verdict
+    assert "mounted on every node (2 nodes)" in verdict["reason"], verdict
     assert "each sees its peers' markers" in verdict["reason"], verdict
 
     # Each node read the other's marker, and what it read is what the other wrote.
