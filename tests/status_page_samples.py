@@ -83,14 +83,9 @@ def nfs_mount(peers: tuple[str, ...], source: str = "nas:/export/runai") -> pb.M
         free_bytes=1024 * GIB,
         marker=pb.SharedMarker(
             nonce="n",
-            written_at=Timestamp(seconds=int(time.time())),
+            written_at=now,
             # Read just now: fresh markers, as agents sharing one NAS report them.
-            peers=[
-                pb.PeerMarker(
-                    node_name=p, nonce="p", written_at=Timestamp(seconds=int(time.time()))
-                )
-                for p in peers
-            ],
+            peers=[pb.PeerMarker(node_name=p, nonce="p", written_at=now) for p in peers],
             markers_seen=len(peers) + 1,
         ),
     )
