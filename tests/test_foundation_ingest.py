@@ -105,3 +105,28 @@ async def test_standard_health_service_reports_serving(collector: CollectorServi
         stub = health_pb2_grpc.HealthStub(channel)
         answer = await stub.Check(health_pb2.HealthCheckRequest(service="preflight.v1.Collector"))
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_node_silent_past_forget_after_disappears_from_state_and_metrics() -> None:
+    from collector.config import LimitsConfig
+    from collector.exposition import Exposition
+    from collector.state import ClusterState
+    from collector.view import CollectorView
+
+    state = ClusterState(
+        LimitsConfig(), heartbeat_interval=10, stale_after_heartbeats=3, forget_after=100
+    )
+    state.accept(report(name="gone"), now=1000.0)
+    state.accept(report(name="stays"), now=1090.0)
+    exposition = Exposition()
+
+    def rendered(now: float) -> str:
+        return exposition.render(
+            CollectorView(state=state.snapshot(now), verdicts=(), ready=())
+        ).decode()
+
+    stale = rendered(1050.0)
+    assert 'preflight_agent_up{node="gone"} 0.0' in stale  # stale first: still shown as down
+    forgotten = rendered(1101.0)
+    assert 'node="gone"' not in forgotten
+    assert 'preflight_agent_up{node="stays"} 1.0' in forgotten
