@@ -34,15 +34,10 @@ def _require_namespaces() -> None:
 
 
 def _node_command(spec: dict[str, Any]) -> list[str]:
+    from tests.e2e.procs import NODE_NAMESPACE  # here: this file also runs as a script
+
     return [
-        "unshare",
-        "--mount",
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        "--propagation",
-        "private",
-        "--kill-child",
+        *NODE_NAMESPACE,
         sys.executable,
         str(HERE),
         "node",

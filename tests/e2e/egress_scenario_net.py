@@ -33,7 +33,7 @@ import yaml
 
 from agent.targets import RUNAI_2020
 from tests.conftest import Samples, parse_metrics
-from tests.e2e.procs import BIN
+from tests.e2e.procs import BIN, write_collector_config
 from tests.egress.netns import Netns, nft
 from tests.egress.proxies import Tinyproxy
 from tests.egress.servers import Pki
@@ -213,14 +213,8 @@ class Scenario:
         wait_for_text(log, "ready")
 
     def _start_collector(self, heartbeat: float) -> None:
-        self.collector_config.write_text(
-            yaml.safe_dump(
-                {
-                    "listen": {"grpc": f"{HUB}:{GRPC_PORT}", "http": f"{HUB}:{HTTP_PORT}"},
-                    "heartbeat_interval": f"{heartbeat}s",
-                    "kubernetes": {"mode": "none"},
-                }
-            )
+        write_collector_config(
+            self.collector_config, f"{HUB}:{GRPC_PORT}", f"{HUB}:{HTTP_PORT}", heartbeat
         )
         self.inet.spawn(
             str(BIN / "preflight-collector"),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import trustme
+import yaml
 
 BIN = Path(sys.executable).parent
 
@@ -75,3 +76,31 @@ def wait_for(predicate: Callable[[], bool], limit: float, what: str) -> float:
         if time.monotonic() - started > limit:
             raise AssertionError(f"not within {limit:g}s: {what}")
         time.sleep(0.1)
+
+
+def write_collector_config(
+    path: Path, grpc: str, http: str, heartbeat: float, **extra: object
+) -> Path:
+    """A standalone collector's YAML config (no Kubernetes API) at `path`."""
+    config = {
+        "listen": {"grpc": grpc, "http": http},
+        "heartbeat_interval": f"{heartbeat}s",
+        "kubernetes": {"mode": "none"},
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+# A "node" for mount tests: private mount and PID namespaces (so /proc/1/mountinfo is the
+# node's own), and the child dies with unshare if the test does.
+NODE_NAMESPACE = (
+    "unshare",
+    "--mount",
+    "--pid",
+    "--fork",
+    "--mount-proc",
+    "--propagation",
+    "private",
+    "--kill-child",
+)

@@ -13,7 +13,7 @@ import trustme
 import yaml
 
 from tests.conftest import free_port, sample, scrape
-from tests.e2e.procs import BIN, HttpsServer, start, stop, wait_for
+from tests.e2e.procs import BIN, HttpsServer, start, stop, wait_for, write_collector_config
 
 pytestmark = pytest.mark.e2e
 
@@ -32,19 +32,12 @@ class Cluster:
         self.ca.cert_pem.write_to_path(str(self.ca_file))
         self.servers = {"site-one": HttpsServer(self.ca), "site-two": HttpsServer(self.ca)}
         self.grpc_port, self.http_port = free_port(), free_port()
-        self.collector_config = tmp / "collector.yaml"
-        self.collector_config.write_text(
-            yaml.safe_dump(
-                {
-                    "listen": {
-                        "grpc": f"127.0.0.1:{self.grpc_port}",
-                        "http": f"127.0.0.1:{self.http_port}",
-                    },
-                    "heartbeat_interval": f"{HEARTBEAT}s",
-                    "stale_after_heartbeats": STALE_AFTER_HEARTBEATS,
-                    "kubernetes": {"mode": "none"},
-                }
-            )
+        self.collector_config = write_collector_config(
+            tmp / "collector.yaml",
+            f"127.0.0.1:{self.grpc_port}",
+            f"127.0.0.1:{self.http_port}",
+            HEARTBEAT,
+            stale_after_heartbeats=STALE_AFTER_HEARTBEATS,
         )
         self.agent_config = tmp / "agent.yaml"
         self.agent_config.write_text(

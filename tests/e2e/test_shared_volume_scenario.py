@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port
-from tests.e2e.procs import BIN, start, stop, wait_for
+from tests.e2e.procs import BIN, NODE_NAMESPACE, start, stop, wait_for, write_collector_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -56,18 +56,11 @@ class Scenario:
         self.path = Path(f"/mnt/pf-shvol-{secrets.token_hex(4)}")
         self.path.mkdir(parents=True)
         self.grpc_port, self.http_port = free_port(), free_port()
-        self.collector_config = tmp / "collector.yaml"
-        self.collector_config.write_text(
-            yaml.safe_dump(
-                {
-                    "listen": {
-                        "grpc": f"127.0.0.1:{self.grpc_port}",
-                        "http": f"127.0.0.1:{self.http_port}",
-                    },
-                    "heartbeat_interval": f"{HEARTBEAT}s",
-                    "kubernetes": {"mode": "none"},
-                }
-            )
+        self.collector_config = write_collector_config(
+            tmp / "collector.yaml",
+            f"127.0.0.1:{self.grpc_port}",
+            f"127.0.0.1:{self.http_port}",
+            HEARTBEAT,
         )
         self.agent_config = tmp / "agent.yaml"
         self.agent_config.write_text(
@@ -107,15 +100,7 @@ class Scenario:
         log = open(self.tmp / f"agent-{node}.log", "wb")  # noqa: SIM115 — lives with the process
         self.nodes[node] = subprocess.Popen(
             [
-                "unshare",
-                "--mount",
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "--propagation",
-                "private",
-                # If the test dies, the agent dies with unshare.
-                "--kill-child",
+                *NODE_NAMESPACE,
                 "sh",
                 "-c",
                 "\n".join(steps),
