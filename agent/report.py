@@ -161,6 +161,7 @@ def _certificate(cert: r.Certificate) -> pb.Certificate:
         dns_names=cert.dns_names,
         verified=cert.verified,
         tls_version=cert.tls_version,
+        trusted_by_extra_ca=cert.trusted_by_extra_ca,
     )
     if cert.not_before is not None:
         message.not_before.CopyFrom(timestamp(cert.not_before))

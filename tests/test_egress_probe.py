@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from agent.config import EgressConfig, EgressTarget
 from agent.probes.egress import probe_target, probe_targets
@@ -124,6 +125,27 @@ async def test_system_trust_store_from_ssl_cert_file(
     monkeypatch.setenv("SSL_CERT_FILE", str(lab.pki.ca_file))
     with_env = await probe_target(lab.target("ok"), EgressConfig(targets=(), timeout=5))
     assert with_env.up, with_env.message
+
+
+async def test_a_chain_anchored_in_the_extra_ca_bundle_is_flagged(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Trusted only through egress.ca_file: a corporate CA, i.e. an inspecting proxy.
+    via_bundle = await probe_target(lab.target("ok"), lab.config())
+    assert via_bundle.up and via_bundle.certificate is not None
+    assert via_bundle.certificate.trusted_by_extra_ca
+    # The same server trusted through the system store (SSL_CERT_FILE) is not flagged,
+    # even with an unrelated extra bundle configured.
+    monkeypatch.setenv("SSL_CERT_FILE", str(lab.pki.ca_file))
+    unrelated = tmp_path / "unrelated-ca.pem"
+    unrelated.write_bytes(trustme.CA().cert_pem.bytes())
+    via_system = await probe_target(
+        lab.target("ok"), EgressConfig(targets=(), ca_file=unrelated, timeout=5)
+    )
+    assert via_system.up and via_system.certificate is not None
+    assert not via_system.certificate.trusted_by_extra_ca
+    no_bundle = await probe_target(lab.target("ok"), EgressConfig(targets=(), timeout=5))
+    assert no_bundle.certificate is not None and not no_bundle.certificate.trusted_by_extra_ca
 
 
 async def test_any_response_counts_when_no_status_is_expected(lab: Lab) -> None:

@@ -174,6 +174,22 @@ def test_egress_rules_split_by_phase_and_name_node_target_reason() -> None:
     assert egress_install.evaluate(view()).status == "unknown"
 
 
+def test_egress_through_a_trusted_inspecting_proxy_warns_and_names_the_issuer() -> None:
+    intercepted = report("n1")
+    for e in intercepted.egress:
+        e.certificate.issuer = "CN=Corp Inspection CA"
+        e.certificate.verified = True
+        e.certificate.trusted_by_extra_ca = e.target == "quay.io"
+    v = view(entry(intercepted), entry(report("n2")))
+    install = egress_install.evaluate(v)
+    assert install.status == "warn" and install.nodes == ("n1",)
+    assert install.targets == ("quay.io",) and "CN=Corp Inspection CA" in install.reason
+    assert egress_runtime.evaluate(v).status == "pass"
+    # A failure elsewhere still fails: interception never hides a broken target.
+    broken = entry(report("n2", down={"hub.docker.com": "connect_timeout"}))
+    assert egress_install.evaluate(view(entry(intercepted), broken)).status == "fail"
+
+
 def test_egress_ignores_stale_nodes() -> None:
     stale = entry(report("gone", down={"app.run.ai": "timeout"}), age=999, up=False)
     assert egress_runtime.evaluate(view(entry(report("ok")), stale)).status == "pass"

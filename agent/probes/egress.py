@@ -45,16 +45,19 @@ decisions where the enum leaves room:
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
 import contextlib
 import errno
 import os
+import re
 import socket
 import ssl
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import h11
@@ -536,6 +539,41 @@ def _verifying_context(config: EgressConfig) -> ssl.SSLContext:
     return context
 
 
+_ANCHOR_CACHE: dict[tuple[str, int], frozenset[bytes]] = {}
+
+
+def _extra_anchors(ca_file: Path) -> frozenset[bytes]:
+    """DER of every certificate in egress.ca_file; cached while the file is unchanged."""
+    try:
+        key = (str(ca_file), os.stat(ca_file).st_mtime_ns)
+    except OSError:
+        return frozenset()
+    anchors = _ANCHOR_CACHE.get(key)
+    if anchors is None:
+        text = ca_file.read_text(errors="replace")
+        blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S)
+        anchors = frozenset(ssl.PEM_cert_to_DER_cert(b) for b in blocks)
+        if len(_ANCHOR_CACHE) > 16:
+            _ANCHOR_CACHE.clear()
+        _ANCHOR_CACHE[key] = anchors
+    return anchors
+
+
+def _trusted_by_extra_ca(ssl_object: ssl.SSLObject, ca_file: Path) -> bool:
+    """Whether the verified chain ends at a CA of egress.ca_file, not of the system store."""
+    # SSLObject.get_verified_chain is public from Python 3.13; 3.11 has it privately.
+    get_chain = getattr(ssl_object, "get_verified_chain", None) or getattr(
+        getattr(ssl_object, "_sslobj", None), "get_verified_chain", None
+    )
+    if get_chain is None:
+        return False
+    chain = get_chain()
+    if not chain:
+        return False
+    anchor = chain[-1].public_bytes(_ssl.ENCODING_DER)
+    return bool(anchor in _extra_anchors(ca_file))
+
+
 def _unverified_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -583,6 +621,10 @@ async def _handshake(state: _State, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ValueError):
             result.certificate = certificate_from_der(
                 der, verified=True, tls_version=ssl_object.version() or ""
+            )
+        if result.certificate is not None and state.config.ca_file is not None:
+            result.certificate.trusted_by_extra_ca = _trusted_by_extra_ca(
+                ssl_object, state.config.ca_file
             )
 
 

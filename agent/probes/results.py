@@ -138,6 +138,8 @@ class Certificate:
     dns_names: list[str] = field(default_factory=list)
     verified: bool = False
     tls_version: str = ""
+    # The verified chain ends at a CA from egress.ca_file (a trusted inspecting proxy).
+    trusted_by_extra_ca: bool = False
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""Shared logic of egress_install and egress_runtime: every live node reaches every target."""
+"""Shared logic of egress_install and egress_runtime: every live node reaches every target.
+
+Reaching a target only because the agent trusts an extra (corporate) CA means a
+TLS-inspecting proxy sits in the path: that works, but is a warning (DESIGN.md §1).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ def evaluate_phase(view: ClusterView, requirement: str, phase: str) -> Verdict:
     failures: list[str] = []
     failing_nodes: set[str] = set()
     failing_targets: set[str] = set()
+    intercepted: dict[str, set[str]] = {}  # issuer → targets reached only through it
+    intercepted_nodes: set[str] = set()
     for node in nodes:
         results = {e.target: e for e in node.report.egress}
         for target in targets:
@@ -26,6 +32,9 @@ def evaluate_phase(view: ClusterView, requirement: str, phase: str) -> Verdict:
             elif result.outcome != pb.OUTCOME_UP:
                 failures.append(f"{node.name} → {target}: {REASONS.name(result.reason)}")
             else:
+                if result.certificate.trusted_by_extra_ca:
+                    intercepted.setdefault(result.certificate.issuer, set()).add(target)
+                    intercepted_nodes.add(node.name)
                 continue
             failing_nodes.add(node.name)
             failing_targets.add(target)
@@ -36,6 +45,18 @@ def evaluate_phase(view: ClusterView, requirement: str, phase: str) -> Verdict:
             f"{count(len(failures), 'node×target pair')} unreachable: {names(failures, 3)}",
             nodes=tuple(sorted(failing_nodes)),
             targets=tuple(sorted(failing_targets)),
+        )
+    if intercepted:
+        issuers = "; ".join(
+            f"{issuer or 'unknown issuer'} for {', '.join(sorted(t))}"
+            for issuer, t in sorted(intercepted.items())
+        )
+        return Verdict(
+            requirement,
+            "warn",
+            f"reached only through TLS interception by a trusted corporate CA: {issuers}",
+            nodes=tuple(sorted(intercepted_nodes)),
+            targets=tuple(sorted(set().union(*intercepted.values()))),
         )
     return Verdict(
         requirement,

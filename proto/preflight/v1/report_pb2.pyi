@@ -665,11 +665,16 @@ class Certificate(_message.Message):
     DNS_NAMES_FIELD_NUMBER: _builtins.int
     VERIFIED_FIELD_NUMBER: _builtins.int
     TLS_VERSION_FIELD_NUMBER: _builtins.int
+    TRUSTED_BY_EXTRA_CA_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     issuer: _builtins.str
     sha256_fingerprint: _builtins.str
     verified: _builtins.bool
     tls_version: _builtins.str
+    trusted_by_extra_ca: _builtins.bool
+    """Verified only thanks to the extra CA bundle (egress.ca_file): the chain ends at a
+    corporate CA, which is how a trusted TLS-inspecting proxy shows up.
+    """
     @_builtins.property
     def not_before(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -687,10 +692,11 @@ class Certificate(_message.Message):
         dns_names: _abc.Iterable[_builtins.str] | None = ...,
         verified: _builtins.bool = ...,
         tls_version: _builtins.str = ...,
+        trusted_by_extra_ca: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["not_after", b"not_after", "not_before", b"not_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dns_names", b"dns_names", "issuer", b"issuer", "not_after", b"not_after", "not_before", b"not_before", "sha256_fingerprint", b"sha256_fingerprint", "subject", b"subject", "tls_version", b"tls_version", "verified", b"verified"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dns_names", b"dns_names", "issuer", b"issuer", "not_after", b"not_after", "not_before", b"not_before", "sha256_fingerprint", b"sha256_fingerprint", "subject", b"subject", "tls_version", b"tls_version", "trusted_by_extra_ca", b"trusted_by_extra_ca", "verified", b"verified"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
