@@ -36,7 +36,6 @@ class ReportServicer:
         now = time.time()
         try:
             if len(raw) > self.state.limits.max_message_bytes:
-                self.state.count_rejection("message_too_large")
                 raise Rejected(
                     "message_too_large",
                     f"{len(raw)} bytes, limit {self.state.limits.max_message_bytes}",
@@ -44,10 +43,10 @@ class ReportServicer:
             try:
                 report = pb.NodeReport.FromString(raw)
             except DecodeError as error:
-                self.state.count_rejection("malformed")
                 raise Rejected("malformed", f"not a NodeReport: {error}") from None
             self.state.accept(report, now)
         except Rejected as rejection:
+            self.state.count_rejection(rejection.reason)
             log.warning("rejected report: %s", rejection)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(rejection))
         ack = pb.ReportAck(heartbeat_interval_seconds=self.heartbeat_interval)

@@ -36,7 +36,6 @@ MAY_BE_EMPTY: dict[tuple[str, str], str] = {
     ("Kubernetes nodes without an agent", "A"): "empty when every node has an agent",
     ("Agents and nodes", "C"): "Kubernetes nodes: absent in standalone mode",
     ("Capacity per node", "E"): "allocatable GPUs: absent in standalone mode",
-    ("Reports received and rejected", "B"): "no series until a report is rejected",
     ("Certificate expiry per target", "A"): "absent until a node completed a TLS handshake",
 }
 
