@@ -76,8 +76,9 @@ def _judge_path(view: ClusterView, path: str, nodes: tuple[NodeEntry, ...]) -> P
         edges[name] = fresh
         if not fresh and mount.marker.peers:
             stale_only.append(name)
+    writers = {n for n, m in mounts.items() if m.marker.nonce}
     # Markers can prove sharing only where someone writes them and there are peers.
-    markers_in_use = any(m.marker.nonce for m in mounts.values()) and len(mounts) >= 2
+    markers_in_use = bool(writers) and len(mounts) >= 2
     proven: set[str] = set()
     if markers_in_use:
         groups = _groups(edges, sorted(mounts))
@@ -88,7 +89,6 @@ def _judge_path(view: ClusterView, path: str, nodes: tuple[NodeEntry, ...]) -> P
             found.nodes.update(mounts)
         else:
             # One volume, yet a node missed markers that others wrote on it (caching?).
-            writers = {n for n, m in mounts.items() if m.marker.nonce}
             blind = sorted(
                 n for n in mounts if not edges[n] and n not in stale_only and writers - {n}
             )
