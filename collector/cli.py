@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from collector.config import ConfigError, load_config
-from collector.profile import load_profile
 from collector.service import CollectorService
+from preflight.profile import load_profile
 
 EXIT_CONFIG = 2
 

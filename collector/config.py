@@ -35,7 +35,7 @@ class KubernetesConfig(StrictModel):
 
 class CollectorConfig(StrictModel):
     listen: ListenConfig = Field(default_factory=ListenConfig)
-    # A profile name shipped in collector/profiles, or a path to a YAML file.
+    # A profile name shipped in preflight/profiles, or a path to a YAML file.
     profile: str = "runai-2020"
     # The heartbeat agents are asked to keep (sent in every ReportAck).
     heartbeat_interval: Duration = 30.0

@@ -15,13 +15,13 @@ from collector.config import CollectorConfig
 from collector.exposition import Exposition
 from collector.ingest import ReportServicer, start_grpc_server
 from collector.kube import KubeWatcher
-from collector.profile import load_profile
 from collector.rules import cluster_ready, evaluate_all
 from collector.rules.hysteresis import HysteresisTracker
 from collector.rules.model import ClusterView, Verdict
 from collector.state import ClusterState
 from collector.view import CollectorView
 from collector.web import WebApp
+from preflight.profile import load_profile
 
 log = logging.getLogger(__name__)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collector.kubeview import KubeNode, KubeView
-from collector.profile import load_profile
 from collector.rules.model import ClusterView
 from collector.state import NodeEntry, StateSnapshot
 from preflight.enums import REASONS
+from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
 
 NOW = 1_800_000_000.0

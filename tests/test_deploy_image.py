@@ -56,11 +56,12 @@ def test_wheel_in_a_fresh_venv_runs_both_commands(tmp_path: Path) -> None:
     assert tops == {"agent", "collector", "preflight"}
     assert "preflight/v1/report_pb2.py" in names
     assert "agent/cli.py" in names and "collector/cli.py" in names
-    shipped = {n for n in names if n.startswith("collector/profiles/") and n.endswith(".yaml")}
+    shipped = {n for n in names if n.startswith("preflight/profiles/") and n.endswith(".yaml")}
     in_tree = {
-        p.relative_to(REPO).as_posix() for p in (REPO / "collector" / "profiles").glob("*.yaml")
+        p.relative_to(REPO / "proto").as_posix()
+        for p in (REPO / "proto" / "preflight" / "profiles").glob("*.yaml")
     }
-    assert "collector/profiles/runai-2020.yaml" in shipped
+    assert "preflight/profiles/runai-2020.yaml" in shipped
     assert shipped == in_tree
     assert not [n for n in names if n.startswith("tests/") or "/tests/" in n]
     assert not [n for n in names if "__pycache__" in n]

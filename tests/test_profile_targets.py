@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from agent.config import load_config
-from collector.profile import load_profile
 from preflight.configfile import ConfigError
+from preflight.profile import load_profile
 
 SHARED_FIELDS = ("name", "host", "port", "path", "phase", "expect_status", "require_header_for")
 
@@ -25,7 +25,7 @@ def test_agent_defaults_equal_profile_targets() -> None:
 
 def test_profile_by_path_is_validated_strictly(tmp_path: Path) -> None:
     shipped = yaml.safe_load(
-        (Path(__file__).parent.parent / "collector/profiles/runai-2020.yaml").read_text()
+        (Path(__file__).parent.parent / "proto/preflight/profiles/runai-2020.yaml").read_text()
     )
     shipped["name"] = "stricter"
     shipped["kubernetes_version"]["recommended"] = "1.20"
@@ -40,7 +40,7 @@ def test_profile_by_path_is_validated_strictly(tmp_path: Path) -> None:
 
 
 def test_profile_versions_must_be_versions(tmp_path: Path) -> None:
-    text = (Path(__file__).parent.parent / "collector/profiles/runai-2020.yaml").read_text()
+    text = (Path(__file__).parent.parent / "proto/preflight/profiles/runai-2020.yaml").read_text()
     bad = tmp_path / "bad-version.yaml"
     bad.write_text(text.replace('minimum: "1.15"', 'minimum: "fifteen"'))
     with pytest.raises(ConfigError, match=r"kubernetes_version\.minimum"):

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from collector.profile import Profile, load_profile
 from collector.rules import shared_volume
 from collector.rules.model import ClusterView, Status
 from collector.state import NodeEntry, StateSnapshot
+from preflight.profile import Profile, load_profile
 from preflight.v1 import report_pb2 as pb
 
 NOW = 1_700_000_000.0

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 
 from collector.kubeview import STANDALONE, KubeNode, KubeView
-from collector.profile import load_profile
 from collector.rules import cluster_ready, evaluate_all
 from collector.rules.model import ClusterView, Verdict
 from collector.state import NodeEntry, StateSnapshot
 from collector.statuspage import render_status_page
 from collector.view import CollectorView
+from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
 from tests.status_page_samples import (
     HOSTILE_CPU,

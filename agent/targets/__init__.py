@@ -1,6 +1,6 @@
 """Built-in egress targets of profile runai-2020 (DESIGN.md §1).
 
-The collector's profile `collector/profiles/runai-2020.yaml` lists the same
+The collector's profile `preflight/profiles/runai-2020.yaml` lists the same
 targets; tests/test_profile_targets.py keeps the two equal.
 """
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from collector.profile import Hysteresis
 from collector.rules.model import Verdict
+from preflight.profile import Hysteresis
 
 
 @dataclass

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from collector.kubeview import STANDALONE, KubeView
-from collector.profile import Profile
 from collector.state import NodeEntry, StateSnapshot
+from preflight.profile import Profile
 
 Status = Literal["pass", "warn", "fail", "unknown"]
 STATUSES: tuple[Status, ...] = ("pass", "warn", "fail", "unknown")

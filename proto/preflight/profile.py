@@ -1,4 +1,7 @@
-"""Requirement profiles: thresholds, targets and hysteresis as validated YAML data."""
+"""Requirement profiles: thresholds, targets and hysteresis as validated YAML data.
+
+In the shared package so the collector, `preflight` and the agent read the same files.
+"""
 
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ class Profile(StrictModel):
 
 
 def shipped_profiles() -> list[str]:
-    folder = resources.files("collector.profiles")
+    folder = resources.files("preflight.profiles")
     return sorted(
         p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
     )
@@ -69,7 +72,7 @@ def shipped_profiles() -> list[str]:
 def load_profile(name_or_path: str) -> Profile:
     """A shipped profile by name (`runai-2020`) or any YAML file by path."""
     if name_or_path in shipped_profiles():
-        with resources.as_file(resources.files("collector.profiles") / f"{name_or_path}.yaml") as p:
+        with resources.as_file(resources.files("preflight.profiles") / f"{name_or_path}.yaml") as p:
             return load_yaml_file(Profile, p)
     path = Path(name_or_path)
     if not path.exists():

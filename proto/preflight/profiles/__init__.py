@@ -1,0 +1,1 @@
+"""The shipped requirement profiles (YAML data): read by the collector and the agent."""
