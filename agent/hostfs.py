@@ -83,6 +83,14 @@ class HostFS:
         """Sorted entry names of a host directory; raises OSError."""
         return sorted(os.listdir(self.path(rel)))
 
+    def readlink(self, rel: str | PurePosixPath) -> str:
+        """The target of a host symlink, as written (not resolved); raises OSError.
+
+        sysfs links such as a PCI device's ``driver`` point into /sys by relative paths;
+        only the last component (the driver's name) is meaningful to callers.
+        """
+        return os.readlink(self.path(rel))
+
     def statvfs(self, rel: str | PurePosixPath) -> os.statvfs_result:
         """statvfs(2) of a host path; raises OSError. May block on a hung mount."""
         return os.statvfs(self.path(rel))

@@ -12,7 +12,14 @@ from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.probes import results as r
-from preflight.enums import DRIVER_STATUSES, MOUNT_STATES, PHASES, REASONS, WRITE_CHECKS
+from preflight.enums import (
+    DRIVER_STATUSES,
+    KERNEL_MODULES,
+    MOUNT_STATES,
+    PHASES,
+    REASONS,
+    WRITE_CHECKS,
+)
 from preflight.v1 import report_pb2 as pb
 
 
@@ -55,7 +62,14 @@ class Snapshot:
             ),
             None
             if self.gpus is None
-            else (len(self.gpus.pci_devices), self.gpus.driver_status, len(self.gpus.devices)),
+            else (
+                len(self.gpus.pci_devices),
+                self.gpus.driver_status,
+                len(self.gpus.devices),
+                self.gpus.kernel_module,
+                self.gpus.kernel_driver_count(),
+                self.gpus.passthrough_count(),
+            ),
             None
             if self.hardware is None
             else (self.hardware.logical_cores, self.hardware.memory_total_bytes),
@@ -104,6 +118,7 @@ def _gpus(facts: r.GpuFacts) -> pb.GpuFacts:
                 vendor_id=d.vendor_id,
                 device_id=d.device_id,
                 class_code=d.class_code,
+                kernel_driver=d.kernel_driver,
             )
             for d in facts.pci_devices
         ],
@@ -119,8 +134,21 @@ def _gpus(facts: r.GpuFacts) -> pb.GpuFacts:
                 name=d.name,
                 memory_total_bytes=d.memory_total_bytes,
                 pci_bus_id=d.pci_bus_id,
+                mig_enabled=d.mig_enabled,
             )
             for d in facts.devices
+        ],
+        kernel_module=KERNEL_MODULES.number(facts.kernel_module)  # type: ignore[arg-type]
+        if facts.kernel_module != "unknown"
+        else pb.KERNEL_MODULE_UNSPECIFIED,
+        kernel_module_version=facts.kernel_module_version,
+        kernel_driver_count=facts.kernel_driver_count(),
+        passthrough_count=facts.passthrough_count(),
+        kernel_gpus=[
+            pb.KernelGpu(
+                bus_location=g.bus_location, model=g.model, uuid=g.uuid, excluded=g.excluded
+            )
+            for g in facts.kernel_gpus
         ],
     )
 
@@ -264,6 +292,18 @@ def _egress_line(e: pb.EgressResult) -> str:
     return f"  {e.target:<40} {status}{via}  [{phases}]{detail}"
 
 
+def _gpu_line(g: pb.GpuFacts) -> str:
+    module = KERNEL_MODULES.name(g.kernel_module) or "unknown"
+    version = f" {g.kernel_module_version}" if g.kernel_module_version else ""
+    passthrough = f", {g.passthrough_count} passthrough" if g.passthrough_count else ""
+    nvml = DRIVER_STATUSES.name(g.driver_status)
+    note = f": {g.driver_message}" if g.driver_message else ""
+    return (
+        f"gpus: pci={g.pci_count} kernel={g.kernel_driver_count} "
+        f"(nvidia module {module}{version}{passthrough}) nvml={g.driver_count} ({nvml}{note})"
+    )
+
+
 def to_text(report: pb.NodeReport) -> str:
     """A short human summary for `preflight-agent --once --format text`."""
     hw = report.hardware
@@ -272,9 +312,7 @@ def to_text(report: pb.NodeReport) -> str:
         f"hardware: {hw.logical_cores} logical / {hw.physical_cores} physical cores "
         f"({hw.cpu_model or 'unknown CPU'}), memory {hw.memory_total_bytes / 2**30:.1f} GiB, "
         f"{hw.os_release or 'unknown OS'}, kernel {hw.kernel_release or '?'}",
-        f"gpus: pci={report.gpus.pci_count} driver={report.gpus.driver_count} "
-        f"({DRIVER_STATUSES.name(report.gpus.driver_status)}"
-        f"{': ' + report.gpus.driver_message if report.gpus.driver_message else ''})",
+        _gpu_line(report.gpus),
         "mounts:" if report.mounts else "mounts: none configured",
     ]
     for m in report.mounts:

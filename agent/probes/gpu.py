@@ -1,10 +1,13 @@
-"""GPUs from two independent sources: a PCI scan of sysfs, and the NVIDIA driver via NVML.
+"""GPUs from three sources: a PCI scan of sysfs, the kernel driver's view, and NVML.
 
 The PCI scan (vendor 0x10de, class VGA 0x0300xx or 3D controller 0x0302xx) needs no
 driver, so a node whose driver is missing or broken still shows how many GPUs it holds.
-NVML (``nvidia-ml-py``, imported as ``pynvml``) reports what the driver sees. A missing
-NVML library is a fact (``driver_status="not_installed"``), not an error; the collector
-compares both counts with Kubernetes' allocatable ``nvidia.com/gpu``.
+The kernel driver's view (agent.probes.nvidia_kernel: bound driver per device, the nvidia
+module and its procfs records) needs no NVML either, so an unprivileged pod sees how many
+GPUs the driver took. NVML (``nvidia-ml-py``, imported as ``pynvml``) adds detail (memory,
+MIG, CUDA) where the NVIDIA container runtime gives the pod access. NVML that cannot be
+reached while the module is loaded is a deployment fact (``unreachable``), never "no
+driver"; the collector compares PCI, kernel and Kubernetes' allocatable ``nvidia.com/gpu``.
 
 NVML is injectable (``collect_gpus(host, nvml=...)``) because no GPU exists where the tests
 run; the PCI side always reads a (fixture or real) sysfs tree.
@@ -16,6 +19,7 @@ import importlib
 from typing import Any, Protocol
 
 from agent.hostfs import HostFS
+from agent.probes.nvidia_kernel import bound_driver, read_kernel_gpus, read_module
 from agent.probes.results import GpuDevice, GpuFacts, PciDevice
 
 __all__ = [
@@ -32,8 +36,18 @@ NVIDIA_VENDOR_ID = "0x10de"
 # NVSwitches (0x0680) and audio functions (0x0403) of the same vendor are not GPUs.
 GPU_CLASS_PREFIXES = ("0x0300", "0x0302")
 PCI_DEVICES_DIR = "sys/bus/pci/devices"
-# NVML_ERROR_LIBRARY_NOT_FOUND: libnvidia-ml.so.1 is absent, i.e. no driver installed.
+# nvml.h return codes (pynvml stays an optional import, so they are spelled out here).
+# NO_PERMISSION: /dev/nvidiactl exists but may not be opened (the device cgroup);
+# DRIVER_NOT_LOADED: no usable device node; LIBRARY_NOT_FOUND: no libnvidia-ml.so.1.
+# With the module loaded on the host, each means this pod cannot reach the driver.
+_NVML_NO_PERMISSION = 4
+_NVML_DRIVER_NOT_LOADED = 9
 _NVML_LIBRARY_NOT_FOUND = 12
+_NVML_UNREACHABLE = (_NVML_NO_PERMISSION, _NVML_DRIVER_NOT_LOADED, _NVML_LIBRARY_NOT_FOUND)
+# LIB_RM_VERSION_MISMATCH: "Driver/library version mismatch" (user space upgraded, the
+# old module still loaded): workloads fail the same way.
+_NVML_LIB_RM_VERSION_MISMATCH = 18
+_NVML_DEVICE_MIG_ENABLE = 1
 
 
 class Nvml(Protocol):
@@ -78,6 +92,7 @@ def scan_pci(host: HostFS) -> tuple[bool, list[PciDevice]]:
                 vendor_id=vendor.strip().lower(),
                 device_id=device.strip().lower(),
                 class_code=class_code.strip().lower(),
+                kernel_driver=bound_driver(host, base),
             )
         )
     return True, devices
@@ -106,16 +121,42 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _mig_enabled(nvml: Nvml, handle: Any) -> bool:
+    # Optional detail: older bindings lack the call, non-MIG GPUs answer NOT_SUPPORTED.
+    get_mode = getattr(nvml, "nvmlDeviceGetMigMode", None)
+    if get_mode is None:
+        return False
+    try:
+        current = get_mode(handle)[0]
+    except Exception:
+        return False
+    return bool(current == _NVML_DEVICE_MIG_ENABLE)
+
+
+def _init_failed(exc: BaseException, facts: GpuFacts) -> None:
+    code = getattr(exc, "value", None)
+    if code == _NVML_LIB_RM_VERSION_MISMATCH:
+        facts.driver_status = "version_mismatch"
+        facts.driver_message = f"NVML and the nvidia kernel module differ ({_error_text(exc)})"
+    elif code in _NVML_UNREACHABLE and facts.kernel_module == "loaded":
+        facts.driver_status = "unreachable"
+        facts.driver_message = (
+            "nvidia module loaded on the host, NVML not reachable from the agent "
+            f"({_error_text(exc)})"
+        )
+    elif code in (_NVML_LIBRARY_NOT_FOUND, _NVML_DRIVER_NOT_LOADED):
+        facts.driver_status = "not_installed"
+        facts.driver_message = f"NVIDIA driver library not found ({_error_text(exc)})"
+    else:
+        facts.driver_status = "error"
+        facts.driver_message = f"nvmlInit failed: {_error_text(exc)}"
+
+
 def _query_nvml(nvml: Nvml, facts: GpuFacts) -> None:
     try:
         nvml.nvmlInit()
     except Exception as exc:
-        if getattr(exc, "value", None) == _NVML_LIBRARY_NOT_FOUND:
-            facts.driver_status = "not_installed"
-            facts.driver_message = f"NVIDIA driver library not found ({_error_text(exc)})"
-        else:
-            facts.driver_status = "error"
-            facts.driver_message = f"nvmlInit failed: {_error_text(exc)}"
+        _init_failed(exc, facts)
         return
     problems: list[str] = []
     try:
@@ -135,6 +176,7 @@ def _query_nvml(nvml: Nvml, facts: GpuFacts) -> None:
                     uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
                     name=_text(nvml.nvmlDeviceGetName(handle)),
                     memory_total_bytes=int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
+                    mig_enabled=_mig_enabled(nvml, handle),
                 )
                 try:
                     device.pci_bus_id = _text(nvml.nvmlDeviceGetPciInfo(handle).busId)
@@ -155,17 +197,25 @@ def _query_nvml(nvml: Nvml, facts: GpuFacts) -> None:
 
 
 def collect_gpus(host: HostFS, nvml: Nvml | None = None) -> GpuFacts:
-    """PCI scan plus NVML; never raises for a missing driver or sysfs.
+    """PCI scan, the kernel driver's view, then NVML; never raises for a missing driver.
 
     `nvml` defaults to the real pynvml module when nvidia-ml-py is installed. Blocking
     (NVML can take seconds on a busy driver); the runner calls it in a thread.
     """
     facts = GpuFacts()
     facts.pci_scanned, facts.pci_devices = scan_pci(host)
+    facts.kernel_module, facts.kernel_module_version = read_module(host)
+    facts.kernel_gpus = read_kernel_gpus(host)
     backend = nvml if nvml is not None else load_nvml()
     if backend is None:
-        facts.driver_status = "not_installed"
-        facts.driver_message = "nvidia-ml-py (pynvml) is not installed"
+        if facts.kernel_module == "loaded":
+            facts.driver_status = "unreachable"
+            facts.driver_message = (
+                "nvidia module loaded on the host, nvidia-ml-py (pynvml) not installed"
+            )
+        else:
+            facts.driver_status = "not_installed"
+            facts.driver_message = "nvidia-ml-py (pynvml) is not installed"
         return facts
     _query_nvml(backend, facts)
     return facts

@@ -33,7 +33,14 @@ PHASES: tuple[Phase, ...] = Phase.__args__  # type: ignore[attr-defined]
 
 MountState = Literal["mounted", "not_mounted", "missing", "stuck", "error"]
 WriteCheck = Literal["not_expected", "ok", "failed"]
-DriverStatus = Literal["loaded", "not_installed", "error"]
+# NVML's answer: "loaded" (it answered), "not_installed" (no library and no nvidia kernel
+# module), "unreachable" (the module is loaded but this process cannot reach it through
+# NVML: a deployment fact), "version_mismatch" (NVML's library and the loaded kernel
+# module differ), "error" (anything else).
+DriverStatus = Literal["loaded", "not_installed", "unreachable", "version_mismatch", "error"]
+# Whether the host's nvidia kernel module is loaded ("unknown": neither /sys/module nor
+# /proc/driver could be read).
+KernelModuleState = Literal["unknown", "not_loaded", "loaded"]
 
 
 @dataclass
@@ -64,6 +71,9 @@ class PciDevice:
     vendor_id: str
     device_id: str
     class_code: str
+    # The kernel driver the device is bound to ("nvidia", "vfio-pci", "nouveau", ...);
+    # "" when none is bound.
+    kernel_driver: str = ""
 
 
 @dataclass
@@ -73,6 +83,17 @@ class GpuDevice:
     name: str
     memory_total_bytes: int
     pci_bus_id: str = ""
+    mig_enabled: bool = False
+
+
+@dataclass
+class KernelGpu:
+    """One GPU as the nvidia kernel module records it (/proc/driver/nvidia/gpus/<bus>)."""
+
+    bus_location: str
+    model: str = ""
+    uuid: str = ""
+    excluded: bool = False
 
 
 @dataclass
@@ -84,6 +105,22 @@ class GpuFacts:
     driver_version: str = ""
     cuda_version: str = ""
     devices: list[GpuDevice] = field(default_factory=list)
+    # The kernel driver's view, read from host sysfs/procfs without NVML.
+    kernel_module: KernelModuleState = "unknown"
+    kernel_module_version: str = ""
+    kernel_gpus: list[KernelGpu] = field(default_factory=list)
+
+    def kernel_driver_count(self) -> int:
+        """GPUs the nvidia kernel module drives: bound to it in sysfs or recorded in its
+        procfs (it records only GPUs it took), less those it was told to exclude."""
+        excluded = {g.bus_location.lower() for g in self.kernel_gpus if g.excluded}
+        driven = {d.address.lower() for d in self.pci_devices if d.kernel_driver == "nvidia"}
+        driven |= {g.bus_location.lower() for g in self.kernel_gpus}
+        return len(driven - excluded)
+
+    def passthrough_count(self) -> int:
+        """PCI GPUs bound to vfio-pci: handed to virtual machines, not lost."""
+        return sum(1 for d in self.pci_devices if d.kernel_driver == "vfio-pci")
 
 
 @dataclass

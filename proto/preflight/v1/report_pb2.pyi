@@ -36,6 +36,12 @@ class _DriverStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DriverSt
     DRIVER_STATUS_NOT_INSTALLED: _DriverStatus.ValueType  # 2
     """NVML library absent: a fact ("no driver"), not an error."""
     DRIVER_STATUS_ERROR: _DriverStatus.ValueType  # 3
+    DRIVER_STATUS_UNREACHABLE: _DriverStatus.ValueType  # 4
+    """The nvidia kernel module is loaded on the host, but NVML cannot be reached from the
+    agent (no NVIDIA container runtime): a deployment fact, never "no driver".
+    """
+    DRIVER_STATUS_VERSION_MISMATCH: _DriverStatus.ValueType  # 5
+    """NVML answered "Driver/library version mismatch" (user space and kernel module differ)."""
 
 class DriverStatus(_DriverStatus, metaclass=_DriverStatusEnumTypeWrapper):
     """---------------------------------------------------------------- GPUs"""
@@ -45,7 +51,33 @@ DRIVER_STATUS_LOADED: DriverStatus.ValueType  # 1
 DRIVER_STATUS_NOT_INSTALLED: DriverStatus.ValueType  # 2
 """NVML library absent: a fact ("no driver"), not an error."""
 DRIVER_STATUS_ERROR: DriverStatus.ValueType  # 3
+DRIVER_STATUS_UNREACHABLE: DriverStatus.ValueType  # 4
+"""The nvidia kernel module is loaded on the host, but NVML cannot be reached from the
+agent (no NVIDIA container runtime): a deployment fact, never "no driver".
+"""
+DRIVER_STATUS_VERSION_MISMATCH: DriverStatus.ValueType  # 5
+"""NVML answered "Driver/library version mismatch" (user space and kernel module differ)."""
 Global___DriverStatus: _TypeAlias = DriverStatus  # noqa: Y015
+
+class _KernelModule:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _KernelModuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KernelModule.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    KERNEL_MODULE_UNSPECIFIED: _KernelModule.ValueType  # 0
+    """Not read (an older agent, or neither /sys/module nor /proc/driver readable)."""
+    KERNEL_MODULE_NOT_LOADED: _KernelModule.ValueType  # 1
+    KERNEL_MODULE_LOADED: _KernelModule.ValueType  # 2
+
+class KernelModule(_KernelModule, metaclass=_KernelModuleEnumTypeWrapper):
+    """The host's nvidia kernel module, from /proc/driver/nvidia and /sys/module."""
+
+KERNEL_MODULE_UNSPECIFIED: KernelModule.ValueType  # 0
+"""Not read (an older agent, or neither /sys/module nor /proc/driver readable)."""
+KERNEL_MODULE_NOT_LOADED: KernelModule.ValueType  # 1
+KERNEL_MODULE_LOADED: KernelModule.ValueType  # 2
+Global___KernelModule: _TypeAlias = KernelModule  # noqa: Y015
 
 class _MountState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -388,6 +420,11 @@ class GpuFacts(_message.Message):
     DRIVER_VERSION_FIELD_NUMBER: _builtins.int
     CUDA_VERSION_FIELD_NUMBER: _builtins.int
     DEVICES_FIELD_NUMBER: _builtins.int
+    KERNEL_MODULE_FIELD_NUMBER: _builtins.int
+    KERNEL_MODULE_VERSION_FIELD_NUMBER: _builtins.int
+    KERNEL_DRIVER_COUNT_FIELD_NUMBER: _builtins.int
+    PASSTHROUGH_COUNT_FIELD_NUMBER: _builtins.int
+    KERNEL_GPUS_FIELD_NUMBER: _builtins.int
     pci_scanned: _builtins.bool
     """False when the host has no /sys/bus/pci at all."""
     pci_count: _builtins.int
@@ -396,10 +433,20 @@ class GpuFacts(_message.Message):
     driver_count: _builtins.int
     driver_version: _builtins.str
     cuda_version: _builtins.str
+    kernel_module: Global___KernelModule.ValueType
+    """The kernel driver's view (sysfs/procfs, no NVML): the module, the GPUs it drives
+    (bound to nvidia in sysfs or recorded in its procfs, less the excluded ones), the
+    GPUs bound to vfio-pci (passthrough), and its per-GPU records.
+    """
+    kernel_module_version: _builtins.str
+    kernel_driver_count: _builtins.int
+    passthrough_count: _builtins.int
     @_builtins.property
     def pci_devices(self) -> _containers.RepeatedCompositeFieldContainer[Global___PciDevice]: ...
     @_builtins.property
     def devices(self) -> _containers.RepeatedCompositeFieldContainer[Global___GpuDevice]: ...
+    @_builtins.property
+    def kernel_gpus(self) -> _containers.RepeatedCompositeFieldContainer[Global___KernelGpu]: ...
     def __init__(
         self,
         *,
@@ -412,10 +459,15 @@ class GpuFacts(_message.Message):
         driver_version: _builtins.str = ...,
         cuda_version: _builtins.str = ...,
         devices: _abc.Iterable[Global___GpuDevice] | None = ...,
+        kernel_module: Global___KernelModule.ValueType = ...,
+        kernel_module_version: _builtins.str = ...,
+        kernel_driver_count: _builtins.int = ...,
+        passthrough_count: _builtins.int = ...,
+        kernel_gpus: _abc.Iterable[Global___KernelGpu] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cuda_version", b"cuda_version", "devices", b"devices", "driver_count", b"driver_count", "driver_message", b"driver_message", "driver_status", b"driver_status", "driver_version", b"driver_version", "pci_count", b"pci_count", "pci_devices", b"pci_devices", "pci_scanned", b"pci_scanned"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cuda_version", b"cuda_version", "devices", b"devices", "driver_count", b"driver_count", "driver_message", b"driver_message", "driver_status", b"driver_status", "driver_version", b"driver_version", "kernel_driver_count", b"kernel_driver_count", "kernel_gpus", b"kernel_gpus", "kernel_module", b"kernel_module", "kernel_module_version", b"kernel_module_version", "passthrough_count", b"passthrough_count", "pci_count", b"pci_count", "pci_devices", b"pci_devices", "pci_scanned", b"pci_scanned"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -429,10 +481,13 @@ class PciDevice(_message.Message):
     VENDOR_ID_FIELD_NUMBER: _builtins.int
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     CLASS_CODE_FIELD_NUMBER: _builtins.int
+    KERNEL_DRIVER_FIELD_NUMBER: _builtins.int
     address: _builtins.str
     vendor_id: _builtins.str
     device_id: _builtins.str
     class_code: _builtins.str
+    kernel_driver: _builtins.str
+    """The kernel driver bound to the device: "nvidia", "vfio-pci", "nouveau", "" for none."""
     def __init__(
         self,
         *,
@@ -440,14 +495,45 @@ class PciDevice(_message.Message):
         vendor_id: _builtins.str = ...,
         device_id: _builtins.str = ...,
         class_code: _builtins.str = ...,
+        kernel_driver: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "class_code", b"class_code", "device_id", b"device_id", "vendor_id", b"vendor_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "class_code", b"class_code", "device_id", b"device_id", "kernel_driver", b"kernel_driver", "vendor_id", b"vendor_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PciDevice: _TypeAlias = PciDevice  # noqa: Y015
+
+@_typing.final
+class KernelGpu(_message.Message):
+    """/proc/driver/nvidia/gpus/<bus>/information: the driver's own record of one GPU."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUS_LOCATION_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    UUID_FIELD_NUMBER: _builtins.int
+    EXCLUDED_FIELD_NUMBER: _builtins.int
+    bus_location: _builtins.str
+    model: _builtins.str
+    uuid: _builtins.str
+    excluded: _builtins.bool
+    def __init__(
+        self,
+        *,
+        bus_location: _builtins.str = ...,
+        model: _builtins.str = ...,
+        uuid: _builtins.str = ...,
+        excluded: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bus_location", b"bus_location", "excluded", b"excluded", "model", b"model", "uuid", b"uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KernelGpu: _TypeAlias = KernelGpu  # noqa: Y015
 
 @_typing.final
 class GpuDevice(_message.Message):
@@ -458,11 +544,13 @@ class GpuDevice(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     MEMORY_TOTAL_BYTES_FIELD_NUMBER: _builtins.int
     PCI_BUS_ID_FIELD_NUMBER: _builtins.int
+    MIG_ENABLED_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     uuid: _builtins.str
     name: _builtins.str
     memory_total_bytes: _builtins.int
     pci_bus_id: _builtins.str
+    mig_enabled: _builtins.bool
     def __init__(
         self,
         *,
@@ -471,10 +559,11 @@ class GpuDevice(_message.Message):
         name: _builtins.str = ...,
         memory_total_bytes: _builtins.int = ...,
         pci_bus_id: _builtins.str = ...,
+        mig_enabled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "memory_total_bytes", b"memory_total_bytes", "name", b"name", "pci_bus_id", b"pci_bus_id", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "memory_total_bytes", b"memory_total_bytes", "mig_enabled", b"mig_enabled", "name", b"name", "pci_bus_id", b"pci_bus_id", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
