@@ -238,8 +238,15 @@ def node_samples(node: NodeEntry, allocatable_gpus: int | None) -> Iterator[Samp
         yield NODE_CPU, (name,), float(report.hardware.logical_cores)
         yield NODE_MEMORY, (name,), float(report.hardware.memory_total_bytes)
     if report.HasField("gpus"):
-        yield NODE_GPUS, (name, "pci"), float(report.gpus.pci_count)
-        yield NODE_GPUS, (name, "driver"), float(report.gpus.driver_count)
+        gpus = report.gpus
+        yield NODE_GPUS, (name, "pci"), float(gpus.pci_count)
+        kernel_view = gpus.kernel_module != pb.KERNEL_MODULE_UNSPECIFIED
+        if kernel_view:
+            yield NODE_GPUS, (name, "kernel"), float(gpus.kernel_driver_count)
+        # NVML's count only where it answered: an agent that cannot reach NVML has not
+        # seen "0 GPUs". Agents without the kernel view keep the old series.
+        if not kernel_view or gpus.driver_status == pb.DRIVER_STATUS_LOADED:
+            yield NODE_GPUS, (name, "driver"), float(gpus.driver_count)
     if allocatable_gpus is not None:
         yield NODE_GPUS, (name, "allocatable"), float(allocatable_gpus)
     hw = report.hardware

@@ -21,7 +21,7 @@ from collector.rules import PHASE_REQUIREMENTS
 from collector.rules.model import Verdict
 from collector.state import NodeEntry
 from collector.view import CollectorView
-from preflight.enums import DRIVER_STATUSES, MOUNT_STATES, PHASES, REASONS, WRITE_CHECKS
+from preflight.enums import MOUNT_STATES, PHASES, REASONS, WRITE_CHECKS
 from preflight.v1 import report_pb2 as pb
 
 REFRESH_SECONDS = 15
@@ -308,16 +308,29 @@ def _egress_matrix(nodes: tuple[NodeEntry, ...], now: float) -> str:
     )
 
 
-def _gpu_counts(report: pb.NodeReport) -> tuple[int | None, int | None, str]:
-    """(PCI count, driver count, driver note); None where the agent sent no GPU section."""
+def _gpu_counts(report: pb.NodeReport) -> tuple[int | None, int | None]:
+    """(PCI count, driver count); None where the agent sent no GPU section.
+
+    The driver count is the kernel driver's (what the nvidia module drives, read without
+    NVML) where the agent reports it, else NVML's (agents without the kernel view).
+    """
     if not report.HasField("gpus"):
-        return None, None, ""
+        return None, None
     g = report.gpus
     pci = g.pci_count if g.pci_scanned else None
-    status = DRIVER_STATUSES.name(g.driver_status)
-    # No driver on a machine without NVIDIA devices is normal: only flag it where GPUs are.
-    note = "" if status in ("loaded", "") or not g.pci_count else status
-    return pci, g.driver_count, note
+    if g.kernel_module != pb.KERNEL_MODULE_UNSPECIFIED:
+        return pci, g.kernel_driver_count
+    return pci, g.driver_count
+
+
+def _gpu_verdict(verdicts: tuple[Verdict, ...]) -> tuple[set[str], dict[str, str]]:
+    """(nodes the gpu_nodes rule flags, its note per node): the page shows the rule's
+    judgement and never compares counts itself."""
+    for v in verdicts:
+        if v.requirement == "gpu_nodes":
+            flagged = set(v.nodes) if v.status in ("warn", "fail") else set()
+            return flagged, dict(v.node_notes)
+    return set(), {}
 
 
 def _capacity(
@@ -330,6 +343,7 @@ def _capacity(
     total_driver = 0
     total_alloc = 0
     rows = []
+    gpu_flagged, gpu_notes = _gpu_verdict(data.verdicts)
 
     def num(value: float | int | None, fmt: str = "{}") -> str:
         return DASH if value is None else fmt.format(value)
@@ -343,7 +357,8 @@ def _capacity(
             cpu = r.hardware.logical_cores
             mem = r.hardware.memory_total_bytes
             model = r.hardware.cpu_model
-        pci, driver, note = _gpu_counts(r)
+        pci, driver = _gpu_counts(r)
+        note = gpu_notes.get(node.name, "")
         kube = kube_nodes.get(node.name)
         alloc = kube.allocatable_gpus if kube is not None else None
         total_cpu += cpu or 0
@@ -351,10 +366,12 @@ def _capacity(
         total_pci += pci or 0
         total_driver += driver or 0
         total_alloc += alloc or 0
-        known = [c for c in (pci, driver, alloc) if c is not None]
-        mismatch = len(set(known)) > 1
-        gpu_class = ' class="num bad"' if mismatch else ' class="num"'
-        driver_text = num(driver) + (f' <small class="warn">{esc(note)}</small>' if note else "")
+        flagged = node.name in gpu_flagged
+        gpu_class = ' class="num bad"' if flagged else ' class="num"'
+        note_class = "warn" if flagged else "muted"
+        driver_text = num(driver) + (
+            f' <small class="{note_class}">{esc(note)}</small>' if note else ""
+        )
         rows.append(
             f'<tr{_stale(node)} data-node="{esc(node.name)}">'
             f'<th class="node">{_node_label(node)}</th><td>{esc(model) or "—"}</td>'
@@ -392,7 +409,8 @@ def _capacity(
     )
     return (
         f'<h2>Capacity</h2><p class="meta">CPU cores are logical cores; GPUs counted on the '
-        f"PCI bus, by the driver, and {alloc_note}; a red count disagrees with the others.</p>"
+        f"PCI bus, by the kernel driver, and {alloc_note}; red counts are those the gpu_nodes "
+        "requirement flags.</p>"
         '<table id="capacity"><thead><tr><th>node</th><th>CPU model</th>'
         '<th class="num">CPU cores</th><th class="num">memory GiB</th>'
         '<th class="num">GPUs pci</th><th class="num">GPUs driver</th>'

@@ -144,9 +144,12 @@ def _init_failed(exc: BaseException, facts: GpuFacts) -> None:
             "nvidia module loaded on the host, NVML not reachable from the agent "
             f"({_error_text(exc)})"
         )
-    elif code in (_NVML_LIBRARY_NOT_FOUND, _NVML_DRIVER_NOT_LOADED):
+    elif code == _NVML_LIBRARY_NOT_FOUND:
         facts.driver_status = "not_installed"
         facts.driver_message = f"NVIDIA driver library not found ({_error_text(exc)})"
+    elif code == _NVML_DRIVER_NOT_LOADED and facts.kernel_module == "not_loaded":
+        facts.driver_status = "not_installed"
+        facts.driver_message = f"no nvidia kernel module on the host ({_error_text(exc)})"
     else:
         facts.driver_status = "error"
         facts.driver_message = f"nvmlInit failed: {_error_text(exc)}"

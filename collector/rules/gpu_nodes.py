@@ -1,48 +1,148 @@
-"""gpu_nodes: at least one GPU node, and on each the PCI, driver and allocatable counts agree.
+"""gpu_nodes: ≥ 1 GPU node, and on each the PCI, kernel driver and allocatable counts agree.
 
-PCI sees the hardware with no driver, NVML sees what the driver drives, and
-Kubernetes' allocatable `nvidia.com/gpu` is what the device plugin offers: a
-disagreement points at a broken driver, a lost GPU or a missing device plugin.
+PCI sees the hardware with no driver, the kernel driver's view (sysfs binding and
+/proc/driver/nvidia, read by an unprivileged agent) what the nvidia module drives, and
+Kubernetes' allocatable `nvidia.com/gpu` what the device plugin offers: a disagreement
+points at a missing module, a lost GPU or a missing device plugin. NVML is detail: its
+count joins the comparison only where it answered, and its absence alone (an agent pod
+without the NVIDIA runtime) never makes a node warn. GPUs bound to vfio-pci are
+passthrough (handed to virtual machines), named as such and left out of the comparison.
+Agents that send no kernel view (older releases) are judged by NVML's count, as before.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
+
 from collector.rules.model import ClusterView, Verdict, count, names
+from preflight.v1 import report_pb2 as pb
 
 REQUIREMENT = "gpu_nodes"
 
 
+@dataclass
+class _Node:
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # make the node warn
+    notes: list[str] = field(default_factory=list)  # said, never warn
+    mismatch: bool = False
+
+    @property
+    def disagree(self) -> bool:
+        return len(set(self.counts.values())) > 1
+
+    @property
+    def has_gpus(self) -> bool:
+        return any(self.counts.values())
+
+
+def _from_report(gpus: pb.GpuFacts) -> _Node:
+    node = _Node()
+    if gpus.kernel_module == pb.KERNEL_MODULE_UNSPECIFIED:
+        # An agent without the kernel view: NVML's count is all there is.
+        node.counts = {"pci": gpus.pci_count, "driver": gpus.driver_count}
+        return node
+    passthrough = gpus.passthrough_count
+    node.counts = {"pci": gpus.pci_count - passthrough, "kernel": gpus.kernel_driver_count}
+    if passthrough:
+        node.notes.append(f"{passthrough} passthrough (vfio-pci)")
+    if gpus.pci_count and gpus.kernel_module == pb.KERNEL_MODULE_NOT_LOADED:
+        node.problems.append("nvidia module not loaded")
+    # Bound elsewhere than nvidia or vfio-pci: nouveau, or nothing at all.
+    others = Counter(d.kernel_driver or "unbound" for d in gpus.pci_devices)
+    for driver in sorted(set(others) - {"nvidia", "vfio-pci"}):
+        node.problems.append(f"{others[driver]} {driver}")
+    excluded = sum(1 for g in gpus.kernel_gpus if g.excluded)
+    if excluded:
+        node.problems.append(f"{excluded} excluded by the driver")
+    status = gpus.driver_status
+    if status == pb.DRIVER_STATUS_LOADED:
+        node.counts["nvml"] = gpus.driver_count
+    elif status == pb.DRIVER_STATUS_VERSION_MISMATCH:
+        node.mismatch = True
+        node.problems.append("NVML driver/library version mismatch")
+    elif status == pb.DRIVER_STATUS_UNREACHABLE:
+        node.notes.append("NVML not reachable from the agent")
+    return node
+
+
+def _describe(name: str, node: _Node) -> str:
+    counts = " / ".join(f"{v} {k}" for k, v in node.counts.items())
+    problems = f" ({', '.join(node.problems)})" if node.problems else ""
+    return f"{name}: {counts}{problems}"
+
+
 def evaluate(view: ClusterView) -> Verdict:
-    counts: dict[str, dict[str, int]] = {}
+    nodes: dict[str, _Node] = {}
     for entry in view.live_nodes:
         if entry.report.HasField("gpus"):
-            gpus = entry.report.gpus
-            counts[entry.name] = {"pci": gpus.pci_count, "driver": gpus.driver_count}
+            nodes[entry.name] = _from_report(entry.report.gpus)
     if view.kube.available:
-        for node in view.kube.nodes:
-            counts.setdefault(node.name, {})["allocatable"] = node.allocatable_gpus
-    if not counts:
+        for kube_node in view.kube.nodes:
+            nodes.setdefault(kube_node.name, _Node()).counts["allocatable"] = (
+                kube_node.allocatable_gpus
+            )
+    if not nodes:
         return Verdict(REQUIREMENT, "unknown", "no agent report and no Kubernetes API")
-    gpu_nodes = sorted(name for name, c in counts.items() if any(c.values()))
+    notes = tuple(
+        (name, "; ".join(n.problems + n.notes))
+        for name, n in sorted(nodes.items())
+        if n.problems or n.notes
+    )
+    gpu_nodes = sorted(name for name, n in nodes.items() if n.has_gpus)
     if not gpu_nodes:
-        return Verdict(REQUIREMENT, "fail", f"no GPU on any node ({count(len(counts), 'node')})")
-    disagree = []
-    for name in gpu_nodes:
-        c = counts[name]
-        if len(set(c.values())) > 1:
-            disagree.append(f"{name}: " + " / ".join(f"{v} {k}" for k, v in c.items()))
-    if disagree:
+        return Verdict(
+            REQUIREMENT,
+            "fail",
+            f"no GPU on any node ({count(len(nodes), 'node')})" + _passthrough(nodes),
+            node_notes=notes,
+        )
+    disagree = [name for name in gpu_nodes if nodes[name].disagree]
+    mismatch = [name for name in gpu_nodes if nodes[name].mismatch and name not in disagree]
+    if disagree or mismatch:
+        parts = []
+        if disagree:
+            described = [_describe(name, nodes[name]) for name in disagree]
+            parts.append(
+                f"GPU counts disagree on {count(len(disagree), 'node')}: {names(described, 3)}"
+            )
+        if mismatch:
+            parts.append(
+                "NVML driver/library version mismatch (reload the module or reboot after the "
+                f"driver upgrade) on {count(len(mismatch), 'node')}: {names(mismatch, 3)}"
+            )
         return Verdict(
             REQUIREMENT,
             "warn",
-            f"GPU counts disagree on {count(len(disagree), 'node')}: {names(disagree, 3)}",
-            nodes=tuple(d.split(":")[0] for d in disagree),
+            "; ".join(parts),
+            nodes=tuple(sorted(disagree + mismatch)),
+            node_notes=notes,
         )
-    total = sum(max(counts[n].values()) for n in gpu_nodes)
+    total = sum(max(nodes[n].counts.values()) for n in gpu_nodes)
     allocatable = "" if view.kube.available else " (allocatable unknown: no Kubernetes API)"
+    unreachable = [n for n in gpu_nodes if "NVML not reachable from the agent" in nodes[n].notes]
+    nvml = (
+        f"; NVML not reachable from the agent on {count(len(unreachable), 'node')}, "
+        "counted by the kernel driver"
+        if unreachable
+        else ""
+    )
     return Verdict(
         REQUIREMENT,
         "pass",
-        f"{count(len(gpu_nodes), 'GPU node')}, {count(total, 'GPU')}, counts agree{allocatable}",
+        f"{count(len(gpu_nodes), 'GPU node')}, {count(total, 'GPU')}, counts agree"
+        f"{allocatable}{nvml}{_passthrough(nodes)}",
         nodes=tuple(gpu_nodes),
+        node_notes=notes,
     )
+
+
+def _passthrough(nodes: dict[str, _Node]) -> str:
+    passthrough = [
+        f"{name} {note.split(' ', 1)[0]}"
+        for name, n in sorted(nodes.items())
+        for note in n.notes
+        if note.endswith("passthrough (vfio-pci)")
+    ]
+    return f"; passthrough (vfio-pci) GPUs: {names(passthrough, 3)}" if passthrough else ""

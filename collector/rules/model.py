@@ -20,6 +20,9 @@ class Verdict:
     reason: str
     nodes: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
+    # (node, note) the rule has to say about single nodes, for outputs that show nodes
+    # (the status page's cells) without judging them again.
+    node_notes: tuple[tuple[str, str], ...] = ()
     # Unix seconds since which the requirement has been in `status` (set by hysteresis).
     since: float | None = None
 
