@@ -31,6 +31,8 @@ OVERLAYS = [
     *sorted(f"overlays/{p.name}" for p in (KUSTOMIZE / "overlays").iterdir() if p.is_dir()),
 ]
 AGENT = {"app.kubernetes.io/name": "preflight", "app.kubernetes.io/component": "agent"}
+# The agent runs as two DaemonSets: through the NVIDIA runtime on GPU nodes, plain elsewhere.
+AGENT_DAEMONSETS = ("preflight-agent", "preflight-agent-gpu")
 COLLECTOR = {"app.kubernetes.io/name": "preflight", "app.kubernetes.io/component": "collector"}
 
 # Every (apiVersion, kind) the manifests may use, with the Kubernetes release that
@@ -106,11 +108,16 @@ def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
     return [*spec.get("initContainers", []), *spec["containers"]]
 
 
-def agent_container(objs: list[dict[str, Any]]) -> dict[str, Any]:
-    container: dict[str, Any] = one(objs, "DaemonSet", "preflight-agent")["spec"]["template"][
-        "spec"
-    ]["containers"][0]
+def agent_container(objs: list[dict[str, Any]], name: str = "preflight-agent") -> dict[str, Any]:
+    container: dict[str, Any] = one(objs, "DaemonSet", name)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     return container
+
+
+def agent_pods(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pod spec of each agent DaemonSet; both must exist."""
+    return [one(objs, "DaemonSet", name)["spec"]["template"]["spec"] for name in AGENT_DAEMONSETS]
 
 
 def configmap(objs: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
@@ -276,54 +283,55 @@ def test_rbac_exactly_as_needed(name: str) -> None:
     collector_pod = one(objs, "Deployment")["spec"]["template"]["spec"]
     assert collector_pod["serviceAccountName"] == "preflight-collector"
     # The agent has no API access at all: its own account, and no token mounted.
-    agent_pod = one(objs, "DaemonSet")["spec"]["template"]["spec"]
-    assert agent_pod["serviceAccountName"] == "preflight-agent"
-    assert agent_pod["automountServiceAccountToken"] is False
+    for agent_pod in agent_pods(objs):
+        assert agent_pod["serviceAccountName"] == "preflight-agent"
+        assert agent_pod["automountServiceAccountToken"] is False
     assert one(objs, "ServiceAccount", "preflight-agent")["automountServiceAccountToken"] is False
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_daemonset_runs_on_every_node_with_the_host_root(name: str) -> None:
     objs = render(name)
-    daemonset = one(objs, "DaemonSet", "preflight-agent")
-    pod = daemonset["spec"]["template"]["spec"]
-    for key, value, effect in TAINTS:
-        assert tolerates(pod["tolerations"], key, value, effect), (key, effect)
-    assert {"operator": "Exists"} in pod["tolerations"], "tolerate every taint"
-    assert "nodeSelector" not in pod and "affinity" not in pod
+    # Which nodes each DaemonSet may use is tests/deploy/test_agent_gpu_split.py's
+    # business; here: each tolerates every taint and reads the host root.
+    for ds_name, pod in zip(AGENT_DAEMONSETS, agent_pods(objs), strict=True):
+        for key, value, effect in TAINTS:
+            assert tolerates(pod["tolerations"], key, value, effect), (ds_name, key, effect)
+        assert {"operator": "Exists"} in pod["tolerations"], "tolerate every taint"
+        assert "nodeSelector" not in pod, "node affinity alone splits the agents"
 
-    priority = one(objs, "PriorityClass", pod["priorityClassName"])
-    assert 0 < priority["value"] < 2_000_000_000
-    assert priority.get("globalDefault", False) is False
+        priority = one(objs, "PriorityClass", pod["priorityClassName"])
+        assert 0 < priority["value"] < 2_000_000_000
+        assert priority.get("globalDefault", False) is False
 
-    agent = agent_container(objs)
-    env = {e["name"]: e for e in agent["env"]}
-    assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
-    assert arg_value(agent["args"], "--host-root") == "/host"
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    host = [m for m in agent["volumeMounts"] if m["mountPath"] == "/host"]
-    assert len(host) == 1
-    assert host[0]["readOnly"] is True
-    assert host[0]["mountPropagation"] == "HostToContainer"
-    assert volumes[host[0]["name"]]["hostPath"]["path"] == "/"
-    assert agent.get("ports") is None, "agents listen on no port"
+        agent = agent_container(objs, ds_name)
+        env = {e["name"]: e for e in agent["env"]}
+        assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+        assert arg_value(agent["args"], "--host-root") == "/host"
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        host = [m for m in agent["volumeMounts"] if m["mountPath"] == "/host"]
+        assert len(host) == 1
+        assert host[0]["readOnly"] is True
+        assert host[0]["mountPropagation"] == "HostToContainer"
+        assert volumes[host[0]["name"]]["hostPath"]["path"] == "/"
+        assert agent.get("ports") is None, "agents listen on no port"
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_shared_volumes_mounted_writable_where_the_agent_writes(name: str) -> None:
     objs = render(name)
     config = yaml.safe_load(configmap(objs, "preflight-agent-config")["data"]["agent.yaml"])
-    pod = one(objs, "DaemonSet")["spec"]["template"]["spec"]
-    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod["volumes"]}
     shared = config["mounts"]["volumes"]
     assert shared, "the base config names the shared volume"
-    for volume in shared:
-        mount = mounts.get("/host" + volume["path"])
-        assert mount is not None, f"{volume['path']} is not mounted under /host"
-        assert volumes[mount["name"]]["hostPath"]["path"] == volume["path"]
-        assert mount.get("mountPropagation") == "HostToContainer"
-        assert mount.get("readOnly", False) is (not volume["write_expected"])
+    for pod in agent_pods(objs):
+        mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for volume in shared:
+            mount = mounts.get("/host" + volume["path"])
+            assert mount is not None, f"{volume['path']} is not mounted under /host"
+            assert volumes[mount["name"]]["hostPath"]["path"] == volume["path"]
+            assert mount.get("mountPropagation") == "HostToContainer"
+            assert mount.get("readOnly", False) is (not volume["write_expected"])
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
@@ -343,10 +351,9 @@ def test_collector_service_probes_and_agent_address(name: str) -> None:
     selector = service["spec"]["selector"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= labels.items()
-    assert (
-        not selector.items()
-        <= one(objs, "DaemonSet")["spec"]["template"]["metadata"]["labels"].items()
-    ), "the Service must not select agents"
+    for ds_name in AGENT_DAEMONSETS:
+        agent_labels = one(objs, "DaemonSet", ds_name)["spec"]["template"]["metadata"]["labels"]
+        assert not selector.items() <= agent_labels.items(), "the Service must not select agents"
     by_port = {
         p["port"]: ports.get(p["targetPort"], p["targetPort"]) for p in service["spec"]["ports"]
     }
@@ -354,7 +361,8 @@ def test_collector_service_probes_and_agent_address(name: str) -> None:
 
     # The agent reaches the collector through that Service, flag and config alike.
     address = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc:9751"
-    assert arg_value(agent_container(objs)["args"], "--collector") == address
+    for ds_name in AGENT_DAEMONSETS:
+        assert arg_value(agent_container(objs, ds_name)["args"], "--collector") == address
     config = yaml.safe_load(configmap(objs, "preflight-agent-config")["data"]["agent.yaml"])
     assert config["collector"]["address"] == address
 
@@ -413,13 +421,18 @@ def test_configmaps_generated_from_config_files_pass_check_config(
         text = cm["data"][f"{component}.yaml"]
         if name != "overlays/corporate-ca" or component == "collector":
             assert text == (DEPLOY / "config" / f"{component}.yaml").read_text()
-        kind = "DaemonSet" if component == "agent" else "Deployment"
-        pod = one(objs, kind, mount_name)["spec"]["template"]["spec"]
-        assert {"name": "config", "configMap": {"name": cm["metadata"]["name"]}} in pod["volumes"]
-        assert (
-            arg_value(pod["containers"][0]["args"], "--config")
-            == f"/etc/preflight/{component}.yaml"
+        pods = (
+            agent_pods(objs)
+            if component == "agent"
+            else [one(objs, "Deployment", mount_name)["spec"]["template"]["spec"]]
         )
+        for pod in pods:
+            config_volume = {"name": "config", "configMap": {"name": cm["metadata"]["name"]}}
+            assert config_volume in pod["volumes"]
+            assert (
+                arg_value(pod["containers"][0]["args"], "--config")
+                == f"/etc/preflight/{component}.yaml"
+            )
 
         path = tmp_path / f"{component}.yaml"
         path.write_text(text)
@@ -453,32 +466,34 @@ def test_corporate_ca_overlay_config_is_the_base_plus_ca_file() -> None:
     overlay = yaml.safe_load(configmap(objs, "preflight-agent-config")["data"]["agent.yaml"])
     ca_file = overlay["egress"].pop("ca_file")
     assert overlay == base, "overlays/corporate-ca/agent.yaml drifted from deploy/config/agent.yaml"
-    pod = one(objs, "DaemonSet")["spec"]["template"]["spec"]
-    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "corporate-ca")
-    assert ca_file == mount["mountPath"] + "/ca.crt"
-    assert mount["readOnly"] is True
-    volume = next(v for v in pod["volumes"] if v["name"] == "corporate-ca")
-    assert volume["secret"]["secretName"] == "preflight-corporate-ca"
-    assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    for pod in agent_pods(objs):
+        volume_mounts = pod["containers"][0]["volumeMounts"]
+        mount = next(m for m in volume_mounts if m["name"] == "corporate-ca")
+        assert ca_file == mount["mountPath"] + "/ca.crt"
+        assert mount["readOnly"] is True
+        volume = next(v for v in pod["volumes"] if v["name"] == "corporate-ca")
+        assert volume["secret"]["secretName"] == "preflight-corporate-ca"
+        assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
 
 
 def test_proxy_overlay_sets_proxy_env_and_keeps_the_collector_direct() -> None:
     objs = render("overlays/proxy")
-    agent = agent_container(objs)
-    names = [e["name"] for e in agent["env"]]
-    env = {e["name"]: e for e in agent["env"]}
     proxy_cm = configmap(objs, "preflight-proxy")
-    for var in ("HTTPS_PROXY", "https_proxy"):
-        ref = env[var]["valueFrom"]["configMapKeyRef"]
-        assert ref == {"name": proxy_cm["metadata"]["name"], "key": "HTTPS_PROXY"}
-    address = arg_value(agent["args"], "--collector")
-    host = address.rsplit(":", 1)[0]
-    for var in ("NO_PROXY", "no_proxy"):
-        entries = env[var]["value"].split(",")
-        assert host in entries and "preflight-collector" in entries
-        # Kubernetes expands $(VAR) only for variables defined earlier in the list.
-        assert "$(SITE_NO_PROXY)" in entries
-        assert names.index("SITE_NO_PROXY") < names.index(var)
+    for ds_name in AGENT_DAEMONSETS:
+        agent = agent_container(objs, ds_name)
+        names = [e["name"] for e in agent["env"]]
+        env = {e["name"]: e for e in agent["env"]}
+        for var in ("HTTPS_PROXY", "https_proxy"):
+            ref = env[var]["valueFrom"]["configMapKeyRef"]
+            assert ref == {"name": proxy_cm["metadata"]["name"], "key": "HTTPS_PROXY"}
+        address = arg_value(agent["args"], "--collector")
+        host = address.rsplit(":", 1)[0]
+        for var in ("NO_PROXY", "no_proxy"):
+            entries = env[var]["value"].split(",")
+            assert host in entries and "preflight-collector" in entries
+            # Kubernetes expands $(VAR) only for variables defined earlier in the list.
+            assert "$(SITE_NO_PROXY)" in entries
+            assert names.index("SITE_NO_PROXY") < names.index(var)
     collector_env = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0].get(
         "env", []
     )
@@ -486,10 +501,11 @@ def test_proxy_overlay_sets_proxy_env_and_keeps_the_collector_direct() -> None:
 
 
 def test_host_network_overlay_keeps_cluster_dns() -> None:
-    pod = one(render("overlays/host-network"), "DaemonSet")["spec"]["template"]["spec"]
-    assert pod["hostNetwork"] is True
-    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
-    assert "hostNetwork" not in one(render("base"), "DaemonSet")["spec"]["template"]["spec"]
+    for pod in agent_pods(render("overlays/host-network")):
+        assert pod["hostNetwork"] is True
+        assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    for pod in agent_pods(render("base")):
+        assert "hostNetwork" not in pod
 
 
 def test_no_prometheus_operator_overlay_has_no_crds() -> None:
