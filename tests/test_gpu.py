@@ -18,8 +18,15 @@ FIXTURES = Path(__file__).parent / "fixtures" / "hostfs"
 class FakeNvml:
     """Stands in for the pynvml module: a driver that sees `count` A100s."""
 
-    def __init__(self, count: int, lost: tuple[int, ...] = (), init_error: Any = None) -> None:
+    def __init__(
+        self,
+        count: int,
+        lost: tuple[int, ...] = (),
+        init_error: Any = None,
+        mig: tuple[int, ...] = (),
+    ) -> None:
         self.count = count
+        self.mig = mig
         self.lost = lost
         self.init_error = init_error
         self.initialised = 0
@@ -58,6 +65,12 @@ class FakeNvml:
 
     def nvmlDeviceGetPciInfo(self, handle: int) -> SimpleNamespace:
         return SimpleNamespace(busId=f"00000000:{handle:02x}:00.0")
+
+    def nvmlDeviceGetMigMode(self, handle: int) -> list[int]:
+        # (current, pending); GPUs without MIG support raise NOT_SUPPORTED in real NVML.
+        if handle in self.mig:
+            return [pynvml.NVML_DEVICE_MIG_ENABLE, pynvml.NVML_DEVICE_MIG_ENABLE]
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
 
 
 def test_cpu_only_node_with_real_nvml_binding() -> None:

@@ -50,7 +50,7 @@ def _from_report(gpus: pb.GpuFacts) -> _Node:
     if gpus.pci_count and gpus.kernel_module == pb.KERNEL_MODULE_NOT_LOADED:
         node.problems.append("nvidia module not loaded")
     # Bound elsewhere than nvidia or vfio-pci: nouveau, or nothing at all.
-    others = Counter(d.kernel_driver or "unbound" for d in gpus.pci_devices)
+    others = Counter(d.kernel_driver or "bound to no driver" for d in gpus.pci_devices)
     for driver in sorted(set(others) - {"nvidia", "vfio-pci"}):
         node.problems.append(f"{others[driver]} {driver}")
     excluded = sum(1 for g in gpus.kernel_gpus if g.excluded)
