@@ -44,7 +44,8 @@ def _from_report(gpus: pb.GpuFacts) -> _Node:
         node.counts = {"pci": gpus.pci_count, "driver": gpus.driver_count}
         return node
     passthrough = gpus.passthrough_count
-    node.counts = {"pci": gpus.pci_count - passthrough, "kernel": gpus.kernel_driver_count}
+    # A report claiming more passthrough than PCI GPUs is clamped, not negative.
+    node.counts = {"pci": max(0, gpus.pci_count - passthrough), "kernel": gpus.kernel_driver_count}
     if passthrough:
         node.notes.append(f"{passthrough} passthrough (vfio-pci)")
     if gpus.pci_count and gpus.kernel_module == pb.KERNEL_MODULE_NOT_LOADED:
