@@ -83,6 +83,11 @@ class BlockingExecutor:
     def max_workers(self) -> int:
         return self._max_workers
 
+    def ensure_workers(self, count: int) -> None:
+        """Raises the worker ceiling to `count` (never lowers it: stuck workers stay)."""
+        with self._lock:
+            self._max_workers = max(self._max_workers, count)
+
     def threads_alive(self) -> int:
         """Worker threads that exist now (busy, blocked or idle)."""
         with self._lock:

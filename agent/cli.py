@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agent.client import ReportClient
 from agent.config import AgentConfig, ConfigError, load_config, resolve_node_name
+from agent.plan import AgentPlan
 from agent.report import build_report, to_json, to_text
 from agent.runner import Agent, ProbeSet, agent_version, default_probes, run_cycle
 
@@ -26,6 +27,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--collector", metavar="HOST:PORT", help="collector gRPC address")
     parser.add_argument("--node-name", help="default: $NODE_NAME, then the hostname")
     parser.add_argument("--host-root", type=Path, help="where the host's / is (in a pod: /host)")
+    parser.add_argument(
+        "--profile",
+        help="profile (shipped name or YAML file) probed before the collector sends a plan, "
+        "and with --once (default: the config's `profile`, runai-2020)",
+    )
     parser.add_argument("--once", action="store_true", help="probe once, print, exit 0")
     parser.add_argument("--format", choices=("json", "text"), default="text")
     parser.add_argument("--check-config", action="store_true", help="validate config and exit")
@@ -40,11 +46,15 @@ def effective_config(args: argparse.Namespace) -> AgentConfig:
         updates["collector"] = config.collector.model_copy(update={"address": args.collector})
     if args.host_root:
         updates["host_root"] = args.host_root
+    if args.profile:
+        updates["profile"] = args.profile
     return config.model_copy(update=updates) if updates else config
 
 
-async def run_once(config: AgentConfig, node_name: str, output_format: str) -> None:
-    probes = default_probes(config, node_name)
+async def run_once(
+    config: AgentConfig, node_name: str, output_format: str, plan: AgentPlan | None = None
+) -> None:
+    probes = default_probes(config, node_name, plan)
     try:
         snapshot = await run_cycle(probes)
     finally:
@@ -62,16 +72,21 @@ async def run_once(config: AgentConfig, node_name: str, output_format: str) -> N
     print(to_json(report) if output_format == "json" else to_text(report))
 
 
-async def run_forever(config: AgentConfig, node_name: str, probes: ProbeSet | None = None) -> None:
-    """Probe and push until SIGTERM/SIGINT."""
+async def run_forever(
+    config: AgentConfig,
+    node_name: str,
+    probes: ProbeSet | None = None,
+    plan: AgentPlan | None = None,
+) -> None:
+    """Probe and push until SIGTERM/SIGINT, following the collector's probe plan."""
     client = ReportClient(
         config.collector.address,
         timeout=config.collector.timeout,
         max_backoff=config.collector.max_backoff,
     )
-    probes = probes or default_probes(config, node_name)
+    probes = probes or default_probes(config, node_name, plan)
     agent = Agent(config, node_name, probes, client.submit)
-    client.on_ack = lambda ack: agent.adopt_heartbeat(ack.heartbeat_interval_seconds)
+    client.on_ack = agent.adopt_ack
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)
@@ -95,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = effective_config(args)
+        # The packaged profile's plan, loaded now: a bad --profile is a config error.
+        plan = AgentPlan(config)
     except ConfigError as error:
         print(f"preflight-agent: config error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -103,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     node_name = resolve_node_name(args.node_name, config)
     if args.once:
-        asyncio.run(run_once(config, node_name, args.format))
+        asyncio.run(run_once(config, node_name, args.format, plan))
     else:
-        asyncio.run(run_forever(config, node_name))
+        asyncio.run(run_forever(config, node_name, plan=plan))
     return 0
 
 

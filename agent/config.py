@@ -1,6 +1,8 @@
-"""The agent's configuration: strict YAML, built-in defaults for profile runai-2020.
+"""The agent's configuration: strict YAML; what to probe comes from the probe plan.
 
-Unknown keys are errors that name the key and the file; the CLI exits 2 on them.
+The collector sends the plan (agent.plan); the config only adds to it or overrides
+parts of it locally. Unknown keys are errors that name the key and the file; the CLI
+exits 2 on them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.targets import default_targets
 from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_file
 
 __all__ = ["AgentConfig", "ConfigError", "EgressTarget", "load_config", "resolve_node_name"]
@@ -56,7 +57,9 @@ class ProxySettings(StrictModel):
 
 
 class EgressConfig(StrictModel):
-    targets: tuple[EgressTarget, ...] = Field(default_factory=default_targets)
+    # Local additions to the probe plan's targets; one with a plan target's name
+    # replaces it on this node. Empty: exactly the plan's targets.
+    targets: tuple[EgressTarget, ...] = ()
     # An extra PEM bundle trusted on top of the system store (corporate CA).
     ca_file: Path | None = None
     proxy: ProxySettings = Field(default_factory=ProxySettings)
@@ -78,6 +81,7 @@ class SharedVolume(StrictModel):
 
 
 class MountsConfig(StrictModel):
+    # Local additions to the plan's shared volumes; same path = override.
     volumes: tuple[SharedVolume, ...] = ()
     timeout: Duration = 5.0
     peer_sample: int = Field(default=16, ge=0, le=1024)
@@ -91,6 +95,9 @@ class CollectorEndpoint(StrictModel):
 
 class AgentConfig(StrictModel):
     node_name: str | None = None
+    # The profile (shipped name or YAML path) whose plan the agent probes until a
+    # collector sends one, and in --once mode.
+    profile: str = "runai-2020"
     host_root: Path = Path("/")
     collector: CollectorEndpoint = Field(default_factory=CollectorEndpoint)
     probe_interval: Duration = 15.0

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agent.plan import Effective
 from agent.probes import results as r
 from preflight.enums import (
     DRIVER_STATUSES,
@@ -42,10 +43,14 @@ class Snapshot:
     mounts: list[r.MountResult] = field(default_factory=list)
     egress: list[r.EgressResult] = field(default_factory=list)
     failures: list[ProbeFailure] = field(default_factory=list)
+    # The probe plan the cycle ran under (None: probes without a plan, tests).
+    plan: Effective | None = None
 
     def outcome_signature(self) -> tuple[object, ...]:
         """What must be pushed at once when it changes (not timings or free space)."""
         return (
+            # A new plan is pushed at once, so the collector sees it adopted.
+            None if self.plan is None else self.plan.version,
             tuple((e.target, e.up, e.reason, e.failed_phase) for e in self.egress),
             tuple(
                 (
@@ -268,6 +273,11 @@ def build_report(
             for f in snapshot.failures
         ],
     )
+    if snapshot.plan is not None:
+        report.plan_version = snapshot.plan.version
+        report.plan_source = snapshot.plan.source  # type: ignore[assignment]
+        report.local_targets.extend(snapshot.plan.local_targets)
+        report.local_volumes.extend(snapshot.plan.local_volumes)
     if snapshot.hardware is not None:
         report.hardware.CopyFrom(_hardware(snapshot.hardware))
     if snapshot.gpus is not None:
@@ -307,8 +317,12 @@ def _gpu_line(g: pb.GpuFacts) -> str:
 def to_text(report: pb.NodeReport) -> str:
     """A short human summary for `preflight-agent --once --format text`."""
     hw = report.hardware
+    source = pb.PlanSource.Name(report.plan_source).removeprefix("PLAN_SOURCE_").lower()
+    local = ", ".join([*report.local_targets, *report.local_volumes])
     lines = [
         f"node {report.node_name} (agent {report.agent_version})",
+        f"plan: {report.plan_version or 'none'} ({source})"
+        + (f", local: {local}" if local else ""),
         f"hardware: {hw.logical_cores} logical / {hw.physical_cores} physical cores "
         f"({hw.cpu_model or 'unknown CPU'}), memory {hw.memory_total_bytes / 2**30:.1f} GiB, "
         f"{hw.os_release or 'unknown OS'}, kernel {hw.kernel_release or '?'}",

@@ -20,6 +20,7 @@ from uuid import uuid4
 
 from agent.blocking import BlockingExecutor, DeadlineExceeded, KeyBusy, PoolExhausted
 from agent.config import AgentConfig
+from agent.plan import AgentPlan
 from agent.probes import results as r
 from agent.report import ProbeFailure, Snapshot, build_report
 from preflight.v1 import report_pb2 as pb
@@ -53,28 +54,35 @@ class ProbeSet:
     mounts_timeout: float
     egress_timeout: float
     close: Callable[[], Awaitable[None]] | None = None
+    # The probe plan the egress and mount probes follow (None: fixed probes, tests).
+    plan: AgentPlan | None = None
 
 
-def default_probes(config: AgentConfig, node_name: str) -> ProbeSet:
-    """The real probes, reading the host through `config.host_root`."""
+def default_probes(config: AgentConfig, node_name: str, plan: AgentPlan | None = None) -> ProbeSet:
+    """The real probes, reading the host through `config.host_root`, following `plan`.
+
+    Without a plan they follow the plan of the configured packaged profile.
+    """
     from agent.hostfs import HostFS
     from agent.probes.egress import probe_targets
     from agent.probes.gpu import collect_gpus
     from agent.probes.hardware import collect_hardware
     from agent.probes.mounts import MountProber
 
+    plan = plan or AgentPlan(config)
     host = HostFS(Path(config.host_root))
-    mounts = MountProber(host, node_name, config.mounts)
+    mounts = MountProber(host, node_name, config.mounts, lambda: plan.current.volumes)
     # Hardware reads statvfs of kubelet/runtime dirs, which may sit on a dead NFS:
     # the same stuck bookkeeping as mounts, so a hung call is never started twice.
     blocking = BlockingExecutor(max_workers=2, name="preflight-host-facts")
+    # Plan targets use egress.timeout; only local targets carry their own.
     slowest_target = max(
         (t.timeout or config.egress.timeout for t in config.egress.targets),
         default=config.egress.timeout,
     )
 
     async def egress() -> list[r.EgressResult]:
-        return await probe_targets(config.egress.targets, config.egress)
+        return await probe_targets(plan.current.targets, config.egress)
 
     return ProbeSet(
         hardware=lambda: blocking.run(
@@ -88,6 +96,7 @@ def default_probes(config: AgentConfig, node_name: str) -> ProbeSet:
         mounts_timeout=config.mounts.timeout + DEADLINE_SLACK_SECONDS,
         egress_timeout=slowest_target + DEADLINE_SLACK_SECONDS,
         close=mounts.close,
+        plan=plan,
     )
 
 
@@ -111,6 +120,8 @@ async def _guarded(
 
 async def run_cycle(probes: ProbeSet) -> Snapshot:
     """All probes at once; the cycle lasts about as long as the slowest one."""
+    # The plan in force when the cycle starts is the one its results were probed under.
+    plan = probes.plan.current if probes.plan is not None else None
     (
         (hardware, hw_fail),
         (gpus, gpu_fail),
@@ -128,6 +139,7 @@ async def run_cycle(probes: ProbeSet) -> Snapshot:
         mounts=mounts or [],
         egress=egress or [],
         failures=[f for f in (hw_fail, gpu_fail, mnt_fail, eg_fail) if f is not None],
+        plan=plan,
     )
 
 
@@ -153,14 +165,25 @@ class Agent:
         self.sequence = 0
         self.heartbeat_interval = config.heartbeat_interval
         self._stopping = asyncio.Event()
+        # Set to cut a sleep short: on stop, and when a new probe plan arrives.
+        self._wake = asyncio.Event()
+        self._replan = False
 
     def adopt_heartbeat(self, seconds: float) -> None:
         """The collector's ReportAck says which heartbeat it wants."""
         if seconds > 0:
             self.heartbeat_interval = seconds
 
+    def adopt_ack(self, ack: pb.ReportAck) -> None:
+        """Heartbeat and probe plan from a ReportAck; a new plan is probed at once."""
+        self.adopt_heartbeat(ack.heartbeat_interval_seconds)
+        if self.probes.plan is not None and self.probes.plan.adopt(ack.plan):
+            self._replan = True
+            self._wake.set()
+
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
 
     def _push(self, snapshot: Snapshot) -> None:
         self.sequence += 1
@@ -177,12 +200,13 @@ class Agent:
         )
 
     async def _sleep(self, seconds: float) -> bool:
-        """Sleeps; True when asked to stop meanwhile."""
+        """Sleeps; True when asked to stop meanwhile (a new plan only cuts it short)."""
         try:
-            await asyncio.wait_for(self._stopping.wait(), max(seconds, 0))
+            await asyncio.wait_for(self._wake.wait(), max(seconds, 0))
         except TimeoutError:
             return False
-        return True
+        self._wake.clear()
+        return self._stopping.is_set()
 
     async def run(self) -> None:
         last_signature: object = None
@@ -192,6 +216,10 @@ class Agent:
         try:
             while not self._stopping.is_set():
                 now = time.monotonic()
+                if self._replan:
+                    # The next cycle, not the next heartbeat: probe the new plan now.
+                    self._replan = False
+                    next_probe = now
                 if now >= next_probe:
                     snapshot = await run_cycle(self.probes)
                     next_probe = now + jittered(self.config.probe_interval)

@@ -108,6 +108,12 @@ FAMILIES: tuple[Family, ...] = (
         ("node",),
         True,
     ),
+    _g(
+        "preflight_agent_plan_outdated",
+        "1 while the node's agent probes another plan than the collector's profile gives it.",
+        ("node",),
+        True,
+    ),
     _g("preflight_egress_up", "1 when the node reaches the target.", _NT, True),
     _g(
         "preflight_egress_failure",
@@ -168,6 +174,7 @@ _NODE_FAMILIES = len(_NODE_SLOT)
     AGENT_UP,
     AGENT_LAST_REPORT,
     AGENT_CLOCK_SKEW,
+    AGENT_PLAN_OUTDATED,
     EGRESS_UP,
     EGRESS_FAILURE,
     EGRESS_PHASE,
@@ -213,13 +220,21 @@ def issuer_cn(issuer: str) -> str:
     return issuer[:ISSUER_LABEL_MAX]
 
 
-def node_samples(node: NodeEntry, allocatable_gpus: int | None) -> Iterator[Sample]:
-    """Every per-node series of `node`, in exposition order within each family."""
+def node_samples(
+    node: NodeEntry, allocatable_gpus: int | None, expected_plan: str | None = None
+) -> Iterator[Sample]:
+    """Every per-node series of `node`, in exposition order within each family.
+
+    `expected_plan` is the plan version the collector gives the node (None: not known).
+    """
     name = node.name
     report = node.report
     yield AGENT_UP, (name,), 1.0 if node.up else 0.0
     yield AGENT_LAST_REPORT, (name,), node.received_at
     yield AGENT_CLOCK_SKEW, (name,), node.clock_skew_seconds
+    if expected_plan is not None:
+        outdated = report.plan_version != expected_plan
+        yield AGENT_PLAN_OUTDATED, (name,), 1.0 if outdated else 0.0
     for e in report.egress:
         key = (name, e.target)
         is_up = e.outcome == pb.OUTCOME_UP
@@ -333,27 +348,30 @@ class _NodeText:
     received_at: float
     up: bool
     allocatable_gpus: int | None
+    expected_plan: str | None
     chunks: tuple[bytes, ...]  # one per per-node family, in _NODE_SLOT order
     expiries: dict[str, float]
 
-    def matches(self, node: NodeEntry, allocatable_gpus: int | None) -> bool:
+    def matches(self, node: NodeEntry, allocatable_gpus: int | None, plan: str | None) -> bool:
         return (
             self.report is node.report
             and self.received_at == node.received_at
             and self.up == node.up
             and self.allocatable_gpus == allocatable_gpus
+            and self.expected_plan == plan
         )
 
 
-def _render_node(node: NodeEntry, allocatable_gpus: int | None) -> _NodeText:
+def _render_node(node: NodeEntry, allocatable_gpus: int | None, plan: str | None) -> _NodeText:
     parts: list[list[str]] = [[] for _ in range(_NODE_FAMILIES)]
-    for family, values, value in node_samples(node, allocatable_gpus):
+    for family, values, value in node_samples(node, allocatable_gpus, plan):
         parts[_NODE_SLOT[family]].append(_line(family, values, value))
     return _NodeText(
         report=node.report,
         received_at=node.received_at,
         up=node.up,
         allocatable_gpus=allocatable_gpus,
+        expected_plan=plan,
         chunks=tuple("".join(p).encode() for p in parts),
         expiries=node_cert_expiries(node),
     )
@@ -381,11 +399,12 @@ class Exposition:
         hits = 0
         for node in view.state.nodes:
             gpus = allocatable.get(node.name)
+            plan = view.plans.version_for(node.name)
             text = previous.get(node.name)
-            if text is not None and text.matches(node, gpus):
+            if text is not None and text.matches(node, gpus, plan):
                 hits += 1
             else:
-                text = _render_node(node, gpus)
+                text = _render_node(node, gpus, plan)
             current[node.name] = text
         with self._lock:
             self._nodes = current
@@ -439,7 +458,10 @@ class SnapshotCollector(Collector):
                 families.append(GaugeMetricFamily(f.name, f.help, labels=list(f.labels)))
         expiries = [node_cert_expiries(n) for n in nodes]
         samples: list[Iterable[Sample]] = [cluster_samples(self.data, expiries)]
-        samples.extend(node_samples(n, allocatable.get(n.name)) for n in nodes)
+        samples.extend(
+            node_samples(n, allocatable.get(n.name), self.data.plans.version_for(n.name))
+            for n in nodes
+        )
         for source in samples:
             for family, values, value in source:
                 families[family].add_metric(list(values), value)

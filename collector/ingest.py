@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -28,9 +29,16 @@ GRPC_CEILING_FACTOR = 4
 
 
 class ReportServicer:
-    def __init__(self, state: ClusterState, heartbeat_interval: float) -> None:
+    def __init__(
+        self,
+        state: ClusterState,
+        heartbeat_interval: float,
+        plan_for: Callable[[str], pb.ProbePlan] | None = None,
+    ) -> None:
         self.state = state
         self.heartbeat_interval = heartbeat_interval
+        # The node's probe plan, sent in every ack (collector.plan.PlanBook.for_node).
+        self.plan_for = plan_for
 
     async def report(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ReportAck:
         now = time.time()
@@ -51,6 +59,8 @@ class ReportServicer:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(rejection))
         ack = pb.ReportAck(heartbeat_interval_seconds=self.heartbeat_interval)
         ack.collector_time.GetCurrentTime()
+        if self.plan_for is not None:
+            ack.plan.CopyFrom(self.plan_for(report.node_name))
         return ack
 
     def handler(self) -> grpc.GenericRpcHandler:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable
 
@@ -15,13 +16,15 @@ from collector.config import CollectorConfig
 from collector.exposition import Exposition
 from collector.ingest import ReportServicer, start_grpc_server
 from collector.kube import KubeWatcher
+from collector.plan import PlanBook
 from collector.rules import cluster_ready, evaluate_all
 from collector.rules.hysteresis import HysteresisTracker
 from collector.rules.model import ClusterView, Verdict
 from collector.state import ClusterState
 from collector.view import CollectorView
 from collector.web import WebApp
-from preflight.profile import load_profile
+from preflight.configfile import ConfigError
+from preflight.profile import Profile, load_profile, shipped_profiles
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +51,20 @@ class CollectorService:
         self, config: CollectorConfig, *, kube_configuration: Configuration | None = None
     ) -> None:
         self.config = config
+        self._profile_stamp = self._profile_file_stamp()
         self.profile = load_profile(config.profile)
+        self._profile_generation = 0
         self.state = ClusterState(
             config.limits,
             config.heartbeat_interval,
             config.stale_after_heartbeats,
             config.forget_after,
         )
-        self.servicer = ReportServicer(self.state, config.heartbeat_interval)
         self.hysteresis = HysteresisTracker(self.profile.hysteresis)
         # An injected client configuration (tests: kmock) overrides kubernetes.mode.
         self.kube = KubeWatcher.from_config(config.kubernetes, configuration=kube_configuration)
+        self.plans = PlanBook(self.profile, self.kube.latest)
+        self.servicer = ReportServicer(self.state, config.heartbeat_interval, self.plans.for_node)
         self._observed: object = None
         self._verdicts: tuple[Verdict, ...] = ()
         self._observer: asyncio.Task[None] | None = None
@@ -80,7 +86,49 @@ class CollectorService:
             ready=tuple(cluster_ready(list(self._verdicts)).items()),
             kube=self.kube.latest(),
             profile_name=self.profile.name,
+            plans=self.plans.index(),
         )
+
+    def _profile_file_stamp(self) -> tuple[int, int] | None:
+        """mtime and size of a profile given by path; None for a shipped one or no file."""
+        if self.config.profile in shipped_profiles():
+            return None
+        try:
+            st = os.stat(self.config.profile)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def reload_profile(self) -> bool:
+        """Re-reads a profile file that changed; a broken one is logged and the old kept.
+
+        A new profile means new probe plans: every agent gets its new plan in the
+        ack of its next report and probes it from its next cycle.
+        """
+        stamp = self._profile_file_stamp()
+        if stamp is None or stamp == self._profile_stamp:
+            return False
+        self._profile_stamp = stamp
+        try:
+            profile = load_profile(self.config.profile)
+        except ConfigError as error:
+            log.error(
+                "profile %s not reloaded, keeping %s: %s",
+                self.config.profile,
+                self.profile.name,
+                error,
+            )
+            return False
+        self._adopt(profile)
+        log.info("profile reloaded from %s: %s", self.config.profile, profile.name)
+        return True
+
+    def _adopt(self, profile: Profile) -> None:
+        if profile.hysteresis != self.profile.hysteresis:
+            self.hysteresis = HysteresisTracker(profile.hysteresis)
+        self.profile = profile
+        self._profile_generation += 1
+        self.plans.set_profile(profile)
 
     def _judge(self, view: ClusterView) -> tuple[Verdict, ...]:
         # Pure rules over immutable data, plus hysteresis that only this path touches.
@@ -92,6 +140,7 @@ class CollectorService:
         snapshot = self.state.snapshot(now)
         kube = self.kube.latest()
         key = (
+            self._profile_generation,
             snapshot.version,
             tuple(n.up for n in snapshot.nodes),
             kube.fetched_at,
@@ -110,6 +159,7 @@ class CollectorService:
         # Observations follow the state, not how often someone scrapes.
         while True:
             await asyncio.sleep(EVALUATION_INTERVAL_SECONDS)
+            self.reload_profile()
             await self.observe()
 
     async def start(self) -> None:

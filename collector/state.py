@@ -118,7 +118,10 @@ class ClusterState:
             )
         self._received += 1
         sent_at = report.sent_at.ToNanoseconds() / 1e9 if report.HasField("sent_at") else now
-        last_success = dict(previous.last_success) if previous else {}
+        # Only targets the node still probes: a target its new plan dropped takes its
+        # series along (kept while a probed target is down, though).
+        probed = {e.target for e in report.egress}
+        last_success = {t: at for t, at in previous.last_success if t in probed} if previous else {}
         for e in report.egress:
             if e.outcome == pb.OUTCOME_UP:
                 last_success[e.target] = e.started_at.ToNanoseconds() / 1e9 or now

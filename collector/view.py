@@ -6,9 +6,10 @@ touches live state, so rendering can run in a worker thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from collector.kubeview import STANDALONE, KubeView
+from collector.plan import PlanIndex
 from collector.rules.model import Verdict
 from collector.state import StateSnapshot
 
@@ -20,6 +21,8 @@ class CollectorView:
     ready: tuple[tuple[str, bool], ...]  # (phase, ready) for install and runtime
     kube: KubeView = STANDALONE
     profile_name: str = "runai-2020"
+    # Which probe plan version each node should run (for "outdated plan").
+    plans: PlanIndex = field(default_factory=PlanIndex)
 
     @property
     def kubernetes_nodes(self) -> tuple[tuple[str, bool], ...]:

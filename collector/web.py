@@ -11,6 +11,7 @@ from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from collector.exposition import render
+from collector.plan import PlanIndex
 from collector.rules.model import Verdict
 from collector.state import NodeEntry
 from collector.statuspage import render_status_page
@@ -33,7 +34,20 @@ def verdict_json(v: Verdict) -> dict[str, Any]:
     }
 
 
-def node_summary(node: NodeEntry, now: float) -> dict[str, Any]:
+def plan_json(report: pb.NodeReport, plans: PlanIndex, node: str) -> dict[str, Any]:
+    """The plan the node probes, whether it is the current one, and its local changes."""
+    source = pb.PlanSource.Name(report.plan_source).removeprefix("PLAN_SOURCE_").lower()
+    return {
+        "version": report.plan_version,
+        "expected_version": plans.version_for(node),
+        "outdated": plans.outdated(node, report.plan_version),
+        "source": source,
+        "local_targets": list(report.local_targets),
+        "local_volumes": list(report.local_volumes),
+    }
+
+
+def node_summary(node: NodeEntry, now: float, plans: PlanIndex | None = None) -> dict[str, Any]:
     report = node.report
     return {
         "node": node.name,
@@ -47,6 +61,7 @@ def node_summary(node: NodeEntry, now: float) -> dict[str, Any]:
             e.target: "up" if e.outcome == pb.OUTCOME_UP else REASONS.name(e.reason)
             for e in report.egress
         },
+        "plan": plan_json(report, plans or PlanIndex(), node.name),
     }
 
 
@@ -69,8 +84,8 @@ def target_json(e: pb.EgressResult, last_success: float | None) -> dict[str, Any
     }
 
 
-def node_detail(node: NodeEntry, now: float) -> dict[str, Any]:
-    detail = node_summary(node, now)
+def node_detail(node: NodeEntry, now: float, plans: PlanIndex | None = None) -> dict[str, Any]:
+    detail = node_summary(node, now, plans)
     last_success = dict(node.last_success)
     detail["targets"] = [target_json(e, last_success.get(e.target)) for e in node.report.egress]
     detail["report"] = json_format.MessageToDict(
@@ -135,7 +150,10 @@ class WebApp:
         data = self.provide()
         now = data.state.taken_at
         return web.json_response(
-            {"generated_at": now, "nodes": [node_summary(n, now) for n in data.state.nodes]}
+            {
+                "generated_at": now,
+                "nodes": [node_summary(n, now, data.plans) for n in data.state.nodes],
+            }
         )
 
     async def node(self, request: web.Request) -> web.Response:
@@ -144,7 +162,7 @@ class WebApp:
         entry = data.state.node(name)
         if entry is None:
             return web.json_response({"error": "unknown node", "node": name}, status=404)
-        return web.json_response(node_detail(entry, data.state.taken_at))
+        return web.json_response(node_detail(entry, data.state.taken_at, data.plans))
 
     async def index(self, request: web.Request) -> web.Response:
         # ~44 ms per 1000 nodes: off the event loop, so gRPC ingest never waits on it.

@@ -44,6 +44,7 @@ CONTRACT_METRICS = frozenset(
         "preflight_agent_up",
         "preflight_agent_last_report_timestamp_seconds",
         "preflight_agent_clock_skew_seconds",
+        "preflight_agent_plan_outdated",
         "preflight_kubernetes_node_info",
         "preflight_reports_received_total",
         "preflight_reports_rejected_total",

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collector.config import LimitsConfig
 from collector.exposition import FAMILIES, Exposition, issuer_cn, render, render_with_client
 from collector.kubeview import KubeNode, KubeView
+from collector.plan import PlanIndex
 from collector.rules.model import Verdict
 from collector.state import ClusterState
 from collector.view import CollectorView
@@ -94,6 +95,10 @@ def hardware(cores: int, memory: int) -> pb.HardwareFacts:
     )
 
 
+# The plan the collector gives every node; cpu-node-3's old agent reports none (outdated).
+CURRENT_PLAN = "5c0ffee0d00dfeed"
+
+
 def golden_view() -> CollectorView:
     state = ClusterState(LimitsConfig(), 30.0, 3, 600.0)
     gpu1 = pb.NodeReport(
@@ -102,6 +107,7 @@ def golden_view() -> CollectorView:
         instance_id="a",
         sequence=1,
         sent_at=ts(T0 - 0.5),
+        plan_version=CURRENT_PLAN,
         hardware=hardware(64, 512 * 2**30),
         gpus=pb.GpuFacts(pci_count=8, driver_count=8),
         egress=[
@@ -121,6 +127,7 @@ def golden_view() -> CollectorView:
         agent_version="0.1.0",
         instance_id="b",
         sequence=7,
+        plan_version=CURRENT_PLAN,
         sent_at=ts(T0 + 1.25),  # agent clock ahead
         hardware=hardware(64, 512 * 2**30),
         gpus=pb.GpuFacts(pci_count=8, driver_count=7),
@@ -199,6 +206,7 @@ def golden_view() -> CollectorView:
         verdicts=verdicts,
         ready=(("install", False), ("runtime", True)),
         kube=kube,
+        plans=PlanIndex(CURRENT_PLAN, CURRENT_PLAN),
     )
 
 

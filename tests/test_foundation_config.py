@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_config as load_agent_config
+from agent.plan import AgentPlan
 from collector.config import load_config as load_collector_config
 
 BIN = Path(sys.executable).parent
@@ -72,7 +73,9 @@ def test_good_config_checks_ok(tmp_path: Path, command: str) -> None:
 def test_durations_and_defaults() -> None:
     agent = load_agent_config(None)
     assert agent.probe_interval == 15.0 and agent.heartbeat_interval == 30.0
-    assert [t.name for t in agent.egress.targets] == [
+    # No local targets: the agent probes its plan, by default the runai-2020 profile's.
+    assert agent.egress.targets == () and agent.profile == "runai-2020"
+    assert [t.name for t in AgentPlan(agent).current.targets] == [
         "runai-charts.storage.googleapis.com",
         "hub.docker.com",
         "gcr.io/run-ai-prod",

@@ -24,6 +24,7 @@ import os
 import posixpath
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,15 +157,23 @@ def _apply_mount(result: MountResult, entry: MountEntry | None) -> None:
 class MountProber:
     """Probes the configured shared volumes; one instance lives as long as the agent."""
 
-    def __init__(self, host: HostFS, node_name: str, config: MountsConfig) -> None:
+    def __init__(
+        self,
+        host: HostFS,
+        node_name: str,
+        config: MountsConfig,
+        volumes: Callable[[], tuple[SharedVolume, ...]] | None = None,
+    ) -> None:
         if not node_name:
             raise ValueError("node_name must not be empty")
         self._host = host
         self._node_name = node_name
         self._config = config
+        # The volumes of the current probe plan (default: the config's, fixed).
+        self._volumes = volumes or (lambda: config.volumes)
         # One outstanding call per volume plus the mount table: the pool never queues.
         self._executor = BlockingExecutor(
-            max_workers=len(config.volumes) + 2, name="preflight-mounts"
+            max_workers=len(self._volumes()) + 2, name="preflight-mounts"
         )
         self._progress: dict[str, _Progress] = {}
         self._rng = random.Random()
@@ -187,12 +196,12 @@ class MountProber:
         async with self._lock:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self._config.timeout
+            volumes = self._volumes()
+            # A new plan may bring more volumes: room for one call on each, still no queue.
+            self._executor.ensure_workers(len(volumes) + 2)
             entries, table_problem = await self._mount_table()
             results = await asyncio.gather(
-                *(
-                    self._probe_one(v, entries, table_problem, deadline)
-                    for v in self._config.volumes
-                )
+                *(self._probe_one(v, entries, table_problem, deadline) for v in volumes)
             )
         return list(results)
 
@@ -216,7 +225,7 @@ class MountProber:
             except Exception:
                 pass  # stuck or gone: nothing more a shutting-down agent can do
 
-        await asyncio.gather(*(remove(v) for v in self._config.volumes))
+        await asyncio.gather(*(remove(v) for v in self._volumes()))
         self._executor.shutdown()
 
     async def _mount_table(self) -> tuple[list[MountEntry], str]:

@@ -6,13 +6,18 @@ TLS-inspecting proxy sits in the path: that works, but is a warning (DESIGN.md Â
 
 from __future__ import annotations
 
+from collector.plan import system_nodes
 from collector.rules.model import ClusterView, Verdict, count, names
 from preflight.enums import REASONS
 from preflight.v1 import report_pb2 as pb
 
 
 def evaluate_phase(view: ClusterView, requirement: str, phase: str) -> Verdict:
-    targets = [t.name for t in view.profile.targets_of_phase(phase)]
+    of_phase = view.profile.targets_of_phase(phase)
+    targets = [t.name for t in of_phase]
+    # `system` targets are required from system nodes only (the plan gives no others them).
+    system = system_nodes(view.kube)
+    everywhere = [t.name for t in of_phase if t.scope == "all"]
     nodes = view.live_nodes
     if not nodes:
         return Verdict(
@@ -25,7 +30,7 @@ def evaluate_phase(view: ClusterView, requirement: str, phase: str) -> Verdict:
     intercepted_nodes: set[str] = set()
     for node in nodes:
         results = {e.target: e for e in node.report.egress}
-        for target in targets:
+        for target in targets if system is None or node.name in system else everywhere:
             result = results.get(target)
             if result is None:
                 failures.append(f"{node.name} â†’ {target}: not probed")

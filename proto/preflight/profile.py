@@ -27,6 +27,8 @@ class ControlPlaneRule(StrictModel):
 
 class SharedVolumeRule(StrictModel):
     paths: tuple[str, ...] = ()
+    # Whether agents probe writes on `paths` (sent in the probe plan).
+    write_expected: bool = False
     marker_max_age: Duration = 300.0
 
 
@@ -38,6 +40,9 @@ class ProfileTarget(StrictModel):
     phase: Literal["install", "runtime"]
     expect_status: tuple[int, ...] = ()
     require_header_for: dict[int, str] = Field(default_factory=dict)
+    # Which nodes must reach it: every node, or only the system nodes
+    # (label node-role.kubernetes.io/runai-system).
+    scope: Literal["all", "system"] = "all"
 
 
 class EgressRule(StrictModel):

@@ -31,12 +31,15 @@ from pathlib import Path
 
 import yaml
 
-from agent.targets import RUNAI_2020
+from preflight.profile import load_profile
 from tests.conftest import Samples, parse_metrics
 from tests.e2e.procs import BIN, write_collector_config
 from tests.egress.netns import Netns, nft
 from tests.egress.proxies import Tinyproxy
 from tests.egress.servers import Pki
+
+# The targets of the packaged profile, as the agents get them in their probe plan.
+RUNAI_2020 = tuple(t.model_dump() for t in load_profile("runai-2020").egress.targets)
 
 PREFIX = "pf-scn-"
 SUBNET = "10.254.9"

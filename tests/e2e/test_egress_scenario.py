@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.targets import RUNAI_2020
+from preflight.profile import load_profile
 from tests.conftest import Samples
 from tests.e2e.egress_scenario_net import (
     HUB,
@@ -30,6 +30,9 @@ from tests.e2e.egress_scenario_net import (
     missing_requirements,
 )
 from tests.egress.netns import Netns
+
+# The targets of the packaged profile, as the agents get them in their probe plan.
+RUNAI_2020 = tuple(t.model_dump() for t in load_profile("runai-2020").egress.targets)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 

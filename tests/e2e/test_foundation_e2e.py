@@ -14,6 +14,7 @@ import yaml
 
 from tests.conftest import free_port, sample, scrape
 from tests.e2e.procs import BIN, HttpsServer, start, stop, wait_for, write_collector_config
+from tests.support.profiles import local_target, write_profile
 
 pytestmark = pytest.mark.e2e
 
@@ -32,12 +33,17 @@ class Cluster:
         self.ca.cert_pem.write_to_path(str(self.ca_file))
         self.servers = {"site-one": HttpsServer(self.ca), "site-two": HttpsServer(self.ca)}
         self.grpc_port, self.http_port = free_port(), free_port()
+        # The profile lists the local sites: collector and agents probe nothing else.
+        self.profile = write_profile(
+            tmp / "profile.yaml", [local_target(n, s.port) for n, s in self.servers.items()]
+        )
         self.collector_config = write_collector_config(
             tmp / "collector.yaml",
             f"127.0.0.1:{self.grpc_port}",
             f"127.0.0.1:{self.http_port}",
             HEARTBEAT,
             stale_after_heartbeats=STALE_AFTER_HEARTBEATS,
+            profile=str(self.profile),
         )
         self.agent_config = tmp / "agent.yaml"
         self.agent_config.write_text(
@@ -47,10 +53,12 @@ class Cluster:
                         "address": f"127.0.0.1:{self.grpc_port}",
                         "max_backoff": f"{MAX_BACKOFF}s",
                     },
+                    "profile": str(self.profile),
                     "probe_interval": f"{PROBE_INTERVAL}s",
                     "heartbeat_interval": f"{HEARTBEAT}s",
                     "egress": {
                         "timeout": f"{PROBE_TIMEOUT}s",
+                        # Local overrides of the profile's targets: never via a proxy.
                         "targets": [
                             {
                                 "name": name,

@@ -42,6 +42,7 @@ from tests.conftest import free_port, sample, scrape
 from tests.dashboard_queries import dashboard_query_specs
 from tests.e2e.procs import HttpsServer, start, stop, wait_for
 from tests.promql_tools import RULES_FILE
+from tests.support.profiles import local_target, write_profile
 
 pytestmark = pytest.mark.e2e
 
@@ -170,18 +171,24 @@ def _start_stack(s: Stack) -> None:
     s.webhook = Webhook()
 
     grpc_port, s.collector_port = free_port(), free_port()
+    # The profile lists the local sites: collector and agents probe nothing else.
+    profile = write_profile(
+        tmp / "profile.yaml", [local_target(n, server.port) for n, server in s.servers.items()]
+    )
     collector_config = _write_yaml(
         tmp / "collector.yaml",
         {
             "listen": {"grpc": f"127.0.0.1:{grpc_port}", "http": f"127.0.0.1:{s.collector_port}"},
             "heartbeat_interval": f"{HEARTBEAT}s",
             "kubernetes": {"mode": "none"},
+            "profile": str(profile),
         },
     )
     agent_config = _write_yaml(
         tmp / "agent.yaml",
         {
             "collector": {"address": f"127.0.0.1:{grpc_port}", "max_backoff": "1s"},
+            "profile": str(profile),
             "probe_interval": f"{PROBE_INTERVAL}s",
             "heartbeat_interval": f"{HEARTBEAT}s",
             "egress": {

@@ -30,6 +30,7 @@ import yaml
 
 from tests.conftest import free_port
 from tests.e2e.procs import BIN, NODE_NAMESPACE, start, stop, wait_for, write_collector_config
+from tests.support.profiles import write_profile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -56,11 +57,14 @@ class Scenario:
         self.path = Path(f"/mnt/pf-shvol-{secrets.token_hex(4)}")
         self.path.mkdir(parents=True)
         self.grpc_port, self.http_port = free_port(), free_port()
+        # No egress targets: this scenario is about the volume only.
+        self.profile = write_profile(tmp / "profile.yaml", [])
         self.collector_config = write_collector_config(
             tmp / "collector.yaml",
             f"127.0.0.1:{self.grpc_port}",
             f"127.0.0.1:{self.http_port}",
             HEARTBEAT,
+            profile=str(self.profile),
         )
         self.agent_config = tmp / "agent.yaml"
         self.agent_config.write_text(
@@ -69,8 +73,7 @@ class Scenario:
                     "collector": {"address": f"127.0.0.1:{self.grpc_port}", "max_backoff": "1s"},
                     "probe_interval": f"{PROBE_INTERVAL}s",
                     "heartbeat_interval": f"{HEARTBEAT}s",
-                    # No egress targets: this scenario is about the volume only.
-                    "egress": {"targets": []},
+                    "profile": str(self.profile),
                     "mounts": {
                         "volumes": [{"path": str(self.path), "write_expected": True}],
                         "timeout": "5s",

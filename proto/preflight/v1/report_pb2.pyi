@@ -25,6 +25,53 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _PlanSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PlanSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PlanSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PLAN_SOURCE_UNSPECIFIED: _PlanSource.ValueType  # 0
+    PLAN_SOURCE_COLLECTOR: _PlanSource.ValueType  # 1
+    """From a collector's ReportAck."""
+    PLAN_SOURCE_PACKAGED_PROFILE: _PlanSource.ValueType  # 2
+    """From the profile packaged with the agent (--profile): before the first ack, --once."""
+
+class PlanSource(_PlanSource, metaclass=_PlanSourceEnumTypeWrapper):
+    """---------------------------------------------------------------- probe plan"""
+
+PLAN_SOURCE_UNSPECIFIED: PlanSource.ValueType  # 0
+PLAN_SOURCE_COLLECTOR: PlanSource.ValueType  # 1
+"""From a collector's ReportAck."""
+PLAN_SOURCE_PACKAGED_PROFILE: PlanSource.ValueType  # 2
+"""From the profile packaged with the agent (--profile): before the first ack, --once."""
+Global___PlanSource: _TypeAlias = PlanSource  # noqa: Y015
+
+class _TargetScope:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TargetScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TargetScope.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TARGET_SCOPE_UNSPECIFIED: _TargetScope.ValueType  # 0
+    TARGET_SCOPE_ALL: _TargetScope.ValueType  # 1
+    """Every node probes the target."""
+    TARGET_SCOPE_SYSTEM: _TargetScope.ValueType  # 2
+    """Only system nodes (label node-role.kubernetes.io/runai-system; every node when
+    no node carries it or the Kubernetes API cannot be read).
+    """
+
+class TargetScope(_TargetScope, metaclass=_TargetScopeEnumTypeWrapper): ...
+
+TARGET_SCOPE_UNSPECIFIED: TargetScope.ValueType  # 0
+TARGET_SCOPE_ALL: TargetScope.ValueType  # 1
+"""Every node probes the target."""
+TARGET_SCOPE_SYSTEM: TargetScope.ValueType  # 2
+"""Only system nodes (label node-role.kubernetes.io/runai-system; every node when
+no node carries it or the Kubernetes API cannot be read).
+"""
+Global___TargetScope: _TypeAlias = TargetScope  # noqa: Y015
+
 class _DriverStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -231,6 +278,10 @@ class NodeReport(_message.Message):
     MOUNTS_FIELD_NUMBER: _builtins.int
     EGRESS_FIELD_NUMBER: _builtins.int
     PROBE_ERRORS_FIELD_NUMBER: _builtins.int
+    PLAN_VERSION_FIELD_NUMBER: _builtins.int
+    PLAN_SOURCE_FIELD_NUMBER: _builtins.int
+    LOCAL_TARGETS_FIELD_NUMBER: _builtins.int
+    LOCAL_VOLUMES_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
     agent_version: _builtins.str
     instance_id: _builtins.str
@@ -239,6 +290,11 @@ class NodeReport(_message.Message):
     probe_interval_seconds: _builtins.float
     """The agent's own settings, so the collector can judge freshness."""
     heartbeat_interval_seconds: _builtins.float
+    plan_version: _builtins.str
+    """The probe plan this report was probed under (ProbePlan.version), where it came
+    from, and what the agent's own config changed in it.
+    """
+    plan_source: Global___PlanSource.ValueType
     @_builtins.property
     def sent_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -252,6 +308,14 @@ class NodeReport(_message.Message):
     @_builtins.property
     def probe_errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProbeError]:
         """Probes that produced no section at all (exception or deadline)."""
+
+    @_builtins.property
+    def local_targets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Egress target names the agent's config added to the plan or overrode in it."""
+
+    @_builtins.property
+    def local_volumes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Shared-volume paths the agent's config added or overrode."""
 
     def __init__(
         self,
@@ -268,10 +332,14 @@ class NodeReport(_message.Message):
         mounts: _abc.Iterable[Global___MountResult] | None = ...,
         egress: _abc.Iterable[Global___EgressResult] | None = ...,
         probe_errors: _abc.Iterable[Global___ProbeError] | None = ...,
+        plan_version: _builtins.str = ...,
+        plan_source: Global___PlanSource.ValueType = ...,
+        local_targets: _abc.Iterable[_builtins.str] | None = ...,
+        local_volumes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "hardware", b"hardware", "sent_at", b"sent_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "egress", b"egress", "gpus", b"gpus", "hardware", b"hardware", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "instance_id", b"instance_id", "mounts", b"mounts", "node_name", b"node_name", "probe_errors", b"probe_errors", "probe_interval_seconds", b"probe_interval_seconds", "sent_at", b"sent_at", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "egress", b"egress", "gpus", b"gpus", "hardware", b"hardware", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "instance_id", b"instance_id", "local_targets", b"local_targets", "local_volumes", b"local_volumes", "mounts", b"mounts", "node_name", b"node_name", "plan_source", b"plan_source", "plan_version", b"plan_version", "probe_errors", b"probe_errors", "probe_interval_seconds", b"probe_interval_seconds", "sent_at", b"sent_at", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -283,22 +351,153 @@ class ReportAck(_message.Message):
 
     COLLECTOR_TIME_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
     heartbeat_interval_seconds: _builtins.float
     @_builtins.property
     def collector_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def plan(self) -> Global___ProbePlan:
+        """What this node should probe, derived by the collector from its profile and
+        the node's Kubernetes roles; the agent adopts a new version at its next cycle.
+        """
+
     def __init__(
         self,
         *,
         collector_time: _timestamp_pb2.Timestamp | None = ...,
         heartbeat_interval_seconds: _builtins.float = ...,
+        plan: Global___ProbePlan | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["collector_time", b"collector_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["collector_time", b"collector_time", "plan", b"plan"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collector_time", b"collector_time", "heartbeat_interval_seconds", b"heartbeat_interval_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collector_time", b"collector_time", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "plan", b"plan"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportAck: _TypeAlias = ReportAck  # noqa: Y015
+
+@_typing.final
+class PlanTarget(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class RequireHeaderForEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    EXPECT_STATUS_FIELD_NUMBER: _builtins.int
+    REQUIRE_HEADER_FOR_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    host: _builtins.str
+    port: _builtins.int
+    path: _builtins.str
+    phase: _builtins.str
+    """"install" or "runtime"."""
+    scope: Global___TargetScope.ValueType
+    @_builtins.property
+    def expect_status(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Origin statuses that count as reachable; empty = any HTTP response."""
+
+    @_builtins.property
+    def require_header_for(self) -> _containers.ScalarMap[_builtins.int, _builtins.str]:
+        """Statuses that only count when the response carries this header."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        host: _builtins.str = ...,
+        port: _builtins.int = ...,
+        path: _builtins.str = ...,
+        phase: _builtins.str = ...,
+        expect_status: _abc.Iterable[_builtins.int] | None = ...,
+        require_header_for: _abc.Mapping[_builtins.int, _builtins.str] | None = ...,
+        scope: Global___TargetScope.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expect_status", b"expect_status", "host", b"host", "name", b"name", "path", b"path", "phase", b"phase", "port", b"port", "require_header_for", b"require_header_for", "scope", b"scope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanTarget: _TypeAlias = PlanTarget  # noqa: Y015
+
+@_typing.final
+class PlanVolume(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    WRITE_EXPECTED_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    write_expected: _builtins.bool
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        write_expected: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "write_expected", b"write_expected"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanVolume: _TypeAlias = PlanVolume  # noqa: Y015
+
+@_typing.final
+class ProbePlan(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    EGRESS_TARGETS_FIELD_NUMBER: _builtins.int
+    SHARED_VOLUMES_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """Content version: a digest of every other field, equal for equal plans."""
+    profile: _builtins.str
+    """The profile the plan was derived from (name as the profile states it)."""
+    @_builtins.property
+    def egress_targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlanTarget]: ...
+    @_builtins.property
+    def shared_volumes(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlanVolume]:
+        """Field 5 is kept for the cluster domain (cluster_domain_tls) of later profiles."""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        profile: _builtins.str = ...,
+        egress_targets: _abc.Iterable[Global___PlanTarget] | None = ...,
+        shared_volumes: _abc.Iterable[Global___PlanVolume] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["egress_targets", b"egress_targets", "profile", b"profile", "shared_volumes", b"shared_volumes", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProbePlan: _TypeAlias = ProbePlan  # noqa: Y015
 
 @_typing.final
 class ProbeError(_message.Message):

@@ -1,0 +1,72 @@
+"""Each node's probe plan: from the profile and the node's Kubernetes roles.
+
+System nodes carry the label node-role.kubernetes.io/runai-system. When no node
+carries it, or the Kubernetes API cannot be read, every node counts as a system
+node (DESIGN.md §1, system_nodes), so every node probes every target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from collector.kubeview import KubeView
+from preflight.plan import plan_from_profile
+from preflight.profile import Profile
+from preflight.v1 import report_pb2 as pb
+
+SYSTEM_ROLE = "runai-system"
+
+
+def system_nodes(kube: KubeView) -> frozenset[str] | None:
+    """Names of the labelled system nodes; None when every node counts as one."""
+    if not kube.available:
+        return None
+    labelled = frozenset(n.name for n in kube.nodes if SYSTEM_ROLE in n.roles)
+    return labelled or None
+
+
+@dataclass(frozen=True)
+class PlanIndex:
+    """Which plan version each node should run, at one instant (immutable, for renderers)."""
+
+    system_version: str = ""
+    other_version: str = ""
+    system: frozenset[str] | None = None
+
+    def version_for(self, node: str) -> str:
+        if self.system is None or node in self.system:
+            return self.system_version
+        return self.other_version
+
+    def outdated(self, node: str, running: str) -> bool:
+        return running != self.version_for(node)
+
+
+class PlanBook:
+    """The two plans of the current profile (system and other nodes), rebuilt on reload."""
+
+    def __init__(self, profile: Profile, kube: Callable[[], KubeView]) -> None:
+        self._kube = kube
+        self._seen: KubeView | None = None
+        self._labelled: frozenset[str] | None = None
+        self.set_profile(profile)
+
+    def set_profile(self, profile: Profile) -> None:
+        self._system_plan = plan_from_profile(profile, system=True)
+        self._other_plan = plan_from_profile(profile, system=False)
+
+    def _system_nodes(self) -> frozenset[str] | None:
+        # Once per Kubernetes read, not once per Report: the view object changes per read.
+        kube = self._kube()
+        if kube is not self._seen:
+            self._labelled = system_nodes(kube)
+            self._seen = kube
+        return self._labelled
+
+    def index(self) -> PlanIndex:
+        return PlanIndex(self._system_plan.version, self._other_plan.version, self._system_nodes())
+
+    def for_node(self, node: str) -> pb.ProbePlan:
+        system = self._system_nodes()
+        return self._system_plan if system is None or node in system else self._other_plan
