@@ -12,7 +12,12 @@ from html.parser import HTMLParser
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from preflight.plan import plan_from_profile
+from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
+
+# The plan a standalone collector with the default profile gives every node.
+RUNAI_2020_PLAN = plan_from_profile(load_profile("runai-2020"), system=True).version
 
 GIB = 1024**3
 
@@ -110,6 +115,8 @@ def node_report(
         sequence=sequence,
         probe_interval_seconds=15,
         heartbeat_interval_seconds=30,
+        plan_version=RUNAI_2020_PLAN,
+        plan_source=pb.PLAN_SOURCE_COLLECTOR,
         hardware=pb.HardwareFacts(
             cpu_model=cpu_model,
             logical_cores=cores,
