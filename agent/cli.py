@@ -13,8 +13,10 @@ from pathlib import Path
 from agent.client import ReportClient
 from agent.config import AgentConfig, ConfigError, load_config, resolve_node_name
 from agent.plan import AgentPlan
-from agent.report import build_report, to_json, to_text
+from agent.report import to_json
 from agent.runner import Agent, ProbeSet, agent_version, default_probes, run_cycle
+from agent.snapshot import build_report
+from agent.text import to_text
 
 EXIT_CONFIG = 2
 

@@ -20,18 +20,15 @@ from uuid import uuid4
 
 from agent.blocking import BlockingExecutor, DeadlineExceeded, KeyBusy, PoolExhausted
 from agent.config import AgentConfig
+from agent.kinds import KINDS, KindContext
+from agent.kinds.base import Probe
 from agent.plan import AgentPlan
-from agent.probes import results as r
-from agent.report import ProbeFailure, Snapshot, build_report
+from agent.snapshot import ProbeFailure, Snapshot, build_report
 from preflight.v1 import report_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# A probe is an argument-less coroutine factory: the runner owns the deadline.
-Probe = Callable[[], Awaitable[Any]]
-# Extra time granted to probes that enforce their own deadlines before the runner's fires.
-DEADLINE_SLACK_SECONDS = 2.0
 
 
 def agent_version() -> str:
@@ -41,63 +38,58 @@ def agent_version() -> str:
         return "0.0.0+unknown"
 
 
+@dataclass(frozen=True)
+class BoundProbe:
+    """One kind's probe, built for this agent, and the deadline it runs under."""
+
+    run: Probe[Any]
+    deadline: float
+
+
 @dataclass
 class ProbeSet:
-    """The probes of one agent and the deadline each runs under."""
+    """The probes of one agent, by kind name (every name a kind of agent.kinds.KINDS)."""
 
-    hardware: Callable[[], Awaitable[r.HardwareFacts]]
-    gpus: Callable[[], Awaitable[r.GpuFacts]]
-    mounts: Callable[[], Awaitable[list[r.MountResult]]]
-    egress: Callable[[], Awaitable[list[r.EgressResult]]]
-    hardware_timeout: float
-    gpus_timeout: float
-    mounts_timeout: float
-    egress_timeout: float
+    probes: dict[str, BoundProbe]
     close: Callable[[], Awaitable[None]] | None = None
     # The probe plan the egress and mount probes follow (None: fixed probes, tests).
     plan: AgentPlan | None = None
 
+    def __post_init__(self) -> None:
+        known = {k.name for k in KINDS}
+        unknown = sorted(set(self.probes) - known)
+        if unknown:
+            raise ValueError(f"unknown probe kinds {unknown}; registered: {sorted(known)}")
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        close: Callable[[], Awaitable[None]] | None = None,
+        plan: AgentPlan | None = None,
+        **probes: tuple[Probe[Any], float],
+    ) -> ProbeSet:
+        """Injected probes (tests, benchmarks): kind=(probe, deadline seconds)."""
+        bound = {name: BoundProbe(run, deadline) for name, (run, deadline) in probes.items()}
+        return cls(bound, close=close, plan=plan)
+
 
 def default_probes(config: AgentConfig, node_name: str, plan: AgentPlan | None = None) -> ProbeSet:
-    """The real probes, reading the host through `config.host_root`, following `plan`.
+    """The real probes of every registered kind, reading the host through `config.host_root`.
 
-    Without a plan they follow the plan of the configured packaged profile.
+    They follow `plan`; without one, the plan of the configured packaged profile.
     """
     from agent.hostfs import HostFS
-    from agent.probes.egress import probe_targets
-    from agent.probes.gpu import collect_gpus
-    from agent.probes.hardware import collect_hardware
-    from agent.probes.mounts import MountProber
 
-    plan = plan or AgentPlan(config)
-    host = HostFS(Path(config.host_root))
-    mounts = MountProber(host, node_name, config.mounts, lambda: plan.current.volumes)
-    # Hardware reads statvfs of kubelet/runtime dirs, which may sit on a dead NFS:
-    # the same stuck bookkeeping as mounts, so a hung call is never started twice.
-    blocking = BlockingExecutor(max_workers=2, name="preflight-host-facts")
-    # Plan targets use egress.timeout; only local targets carry their own.
-    slowest_target = max(
-        (t.timeout or config.egress.timeout for t in config.egress.targets),
-        default=config.egress.timeout,
+    ctx = KindContext(
+        config=config,
+        node_name=node_name,
+        plan=plan or AgentPlan(config),
+        host=HostFS(Path(config.host_root)),
+        blocking=BlockingExecutor(max_workers=2, name="preflight-host-facts"),
     )
-
-    async def egress() -> list[r.EgressResult]:
-        return await probe_targets(plan.current.targets, config.egress)
-
-    return ProbeSet(
-        hardware=lambda: blocking.run(
-            "hardware", lambda: collect_hardware(host), config.probe_timeout
-        ),
-        gpus=lambda: blocking.run("gpus", lambda: collect_gpus(host), config.probe_timeout),
-        mounts=mounts.probe,
-        egress=egress,
-        hardware_timeout=config.probe_timeout,
-        gpus_timeout=config.probe_timeout,
-        mounts_timeout=config.mounts.timeout + DEADLINE_SLACK_SECONDS,
-        egress_timeout=slowest_target + DEADLINE_SLACK_SECONDS,
-        close=mounts.close,
-        plan=plan,
-    )
+    probes = {k.name: BoundProbe(k.build(ctx), k.deadline(config)) for k in KINDS}
+    return ProbeSet(probes, close=ctx.close, plan=ctx.plan)
 
 
 async def _guarded(
@@ -122,23 +114,20 @@ async def run_cycle(probes: ProbeSet) -> Snapshot:
     """All probes at once; the cycle lasts about as long as the slowest one."""
     # The plan in force when the cycle starts is the one its results were probed under.
     plan = probes.plan.current if probes.plan is not None else None
-    (
-        (hardware, hw_fail),
-        (gpus, gpu_fail),
-        (mounts, mnt_fail),
-        (egress, eg_fail),
-    ) = await asyncio.gather(
-        _guarded("hardware", probes.hardware, probes.hardware_timeout),
-        _guarded("gpus", probes.gpus, probes.gpus_timeout),
-        _guarded("mounts", probes.mounts, probes.mounts_timeout),
-        _guarded("egress", probes.egress, probes.egress_timeout),
+    kinds = [k for k in KINDS if k.name in probes.probes]
+    outcomes = await asyncio.gather(
+        *(
+            _guarded(k.name, probes.probes[k.name].run, probes.probes[k.name].deadline)
+            for k in kinds
+        )
     )
     return Snapshot(
-        hardware=hardware,
-        gpus=gpus,
-        mounts=mounts or [],
-        egress=egress or [],
-        failures=[f for f in (hw_fail, gpu_fail, mnt_fail, eg_fail) if f is not None],
+        results={
+            k.name: result
+            for k, (result, _) in zip(kinds, outcomes, strict=True)
+            if result is not None
+        },
+        failures=[failure for _, failure in outcomes if failure is not None],
         plan=plan,
     )
 

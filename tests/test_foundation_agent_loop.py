@@ -53,7 +53,9 @@ def probes_for(switch: Switch, *, hang: bool = False, explode: bool = False) -> 
         reason = None if switch.up else "connect_refused"
         return [r.EgressResult(target="t", url="https://t/", up=switch.up, reason=reason)]
 
-    return ProbeSet(hardware, gpus, mounts, egress, 1.0, 0.3, 1.0, 1.0)
+    return ProbeSet.of(
+        hardware=(hardware, 1.0), gpus=(gpus, 0.3), mounts=(mounts, 1.0), egress=(egress, 1.0)
+    )
 
 
 async def test_a_raising_or_hanging_probe_becomes_data_not_a_crash() -> None:
@@ -62,7 +64,8 @@ async def test_a_raising_or_hanging_probe_becomes_data_not_a_crash() -> None:
     assert failures["hardware"].timed_out is False
     assert "cpuinfo unreadable" in failures["hardware"].message
     assert failures["gpus"].timed_out is True
-    assert snapshot.egress[0].up  # the others still report
+    assert snapshot.results["egress"][0].up  # the others still report
+    assert set(snapshot.results) == {"mounts", "egress"}
 
 
 @pytest.fixture

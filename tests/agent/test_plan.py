@@ -114,7 +114,13 @@ async def test_a_new_plan_is_probed_in_the_next_cycle_not_the_next_interval(
         probed.append(names)
         return [r.EgressResult(target=n, url=f"https://{n}/", up=True) for n in names]
 
-    probes = ProbeSet(hardware, gpus, mounts, egress, 1.0, 1.0, 1.0, 1.0, plan=plan)
+    probes = ProbeSet.of(
+        hardware=(hardware, 1.0),
+        gpus=(gpus, 1.0),
+        mounts=(mounts, 1.0),
+        egress=(egress, 1.0),
+        plan=plan,
+    )
     client = ReportClient(f"127.0.0.1:{service.grpc_port}", timeout=2, max_backoff=0.5)
     agent = Agent(config, "node-p", probes, client.submit)
     client.on_ack = agent.adopt_ack
