@@ -46,6 +46,7 @@ from collector.config import CollectorConfig, LimitsConfig, ListenConfig
 from collector.exposition import (
     FAMILIES,
     Exposition,
+    Family,
     cluster_samples,
     node_cert_expiries,
     node_samples,
@@ -140,22 +141,23 @@ class NaiveGauges:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.gauges = [
-            Gauge(
+        self.gauges = {
+            f: Gauge(
                 f.name.removesuffix("_total"),
                 f.help,
                 labelnames=f.labels,
                 registry=self.registry,
             )
             for f in FAMILIES
-        ]
+        }
         # node → label sets it set last time, so the ones that vanished are removed.
-        self.owned: dict[str, set[tuple[int, tuple[str, ...]]]] = {}
-        self.cluster_owned: set[tuple[int, tuple[str, ...]]] = set()
+        self.owned: dict[str, set[tuple[Family, tuple[str, ...]]]] = {}
+        self.cluster_owned: set[tuple[Family, tuple[str, ...]]] = set()
 
     def update_node(self, entry: NodeEntry) -> None:
         now_owned = set()
-        for family, values, value in node_samples(entry, None):
+        # "": the plan version of the views below (a default PlanIndex), as render sees it.
+        for family, values, value in node_samples(entry, None, ""):
             self.gauges[family].labels(*values).set(value)
             now_owned.add((family, values))
         for family, values in self.owned.get(entry.name, set()) - now_owned:

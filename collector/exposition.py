@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -37,7 +38,8 @@ from preflight.v1 import report_pb2 as pb
 ISSUER_LABEL_MAX = 64
 
 
-@dataclass(frozen=True)
+# eq=False: a family is its own identity (fast dict keys, one object per family).
+@dataclass(frozen=True, eq=False)
 class Family:
     """One metric family as exposed; `name` is the sample name (with `_total`)."""
 
@@ -47,10 +49,15 @@ class Family:
     labels: tuple[str, ...]
     per_node: bool
 
-    @property
+    @cached_property
     def header(self) -> bytes:
         doc = self.help.replace("\\", r"\\").replace("\n", r"\n")
         return f"# HELP {self.name} {doc}\n# TYPE {self.name} {self.type}\n".encode()
+
+    @cached_property
+    def sorted_labels(self) -> tuple[tuple[str, int], ...]:
+        """Label names in sorted order with their position: prometheus_client sorts them."""
+        return tuple(sorted((label, position) for position, label in enumerate(self.labels)))
 
 
 def _g(name: str, doc: str, labels: Iterable[str], per_node: bool) -> Family:
@@ -60,112 +67,109 @@ def _g(name: str, doc: str, labels: Iterable[str], per_node: bool) -> Family:
 _NT = ("node", "target")
 _NP = ("node", "path")
 
+# Every family, each a named constant: samples name their family, never a position.
+REQUIREMENT_STATUS = _g(
+    "preflight_requirement_status",
+    "1 for the current status of each requirement (one-hot over pass/warn/fail/unknown).",
+    ("requirement", "status"),
+    False,
+)
+CLUSTER_READY = _g(
+    "preflight_cluster_ready",
+    "1 when every requirement of the phase passes or warns.",
+    ("phase",),
+    False,
+)
+KUBERNETES_NODE_INFO = _g(
+    "preflight_kubernetes_node_info",
+    "One series per Kubernetes node, from the Kubernetes API.",
+    ("node", "control_plane"),
+    False,
+)
+REPORTS_RECEIVED = Family(
+    "preflight_reports_received_total",
+    "counter",
+    "Reports accepted since the collector started.",
+    (),
+    False,
+)
+REPORTS_REJECTED = Family(
+    "preflight_reports_rejected_total",
+    "counter",
+    "Reports rejected, by reason.",
+    ("reason",),
+    False,
+)
+AGENT_UP = _g("preflight_agent_up", "1 while the node's agent reports in time.", ("node",), True)
+AGENT_LAST_REPORT = _g(
+    "preflight_agent_last_report_timestamp_seconds",
+    "When the collector last accepted a report from the node.",
+    ("node",),
+    True,
+)
+AGENT_CLOCK_SKEW = _g(
+    "preflight_agent_clock_skew_seconds",
+    "Agent clock minus collector clock at the last report (includes network delay).",
+    ("node",),
+    True,
+)
+AGENT_PLAN_OUTDATED = _g(
+    "preflight_agent_plan_outdated",
+    "1 while the node's agent probes another plan than the collector's profile gives it.",
+    ("node",),
+    True,
+)
+EGRESS_UP = _g("preflight_egress_up", "1 when the node reaches the target.", _NT, True)
+EGRESS_FAILURE = _g(
+    "preflight_egress_failure",
+    "1 for the current failure reason of an unreachable target.",
+    (*_NT, "reason"),
+    True,
+)
+EGRESS_PHASE = _g(
+    "preflight_egress_phase_duration_seconds",
+    "Duration of each phase reached in the last probe.",
+    (*_NT, "phase"),
+    True,
+)
+EGRESS_LAST_SUCCESS = _g(
+    "preflight_egress_last_success_timestamp_seconds",
+    "Start of the last probe that reached the target.",
+    _NT,
+    True,
+)
+EGRESS_PROXY_USED = _g(
+    "preflight_egress_proxy_used", "1 when the probe went through a proxy.", _NT, True
+)
+EGRESS_UNTRUSTED = _g(
+    "preflight_egress_tls_untrusted_certificate_info",
+    "The certificate presented when TLS did not verify (e.g. an inspecting proxy).",
+    (*_NT, "issuer", "fingerprint_sha256"),
+    True,
+)
+EGRESS_NOT_AFTER = _g(
+    "preflight_egress_tls_cert_not_after_timestamp_seconds",
+    "Earliest certificate expiry seen for the target across nodes.",
+    ("target",),
+    False,
+)
+NODE_CPU = _g("preflight_node_cpu_cores", "Logical CPU cores.", ("node",), True)
+NODE_MEMORY = _g("preflight_node_memory_bytes", "Total memory.", ("node",), True)
+NODE_GPUS = _g("preflight_node_gpus", "GPUs by source.", ("node", "source"), True)
+NODE_INFO = _g(
+    "preflight_node_info",
+    "Node facts as labels.",
+    ("node", "kernel", "os", "arch", "agent_version"),
+    True,
+)
+MOUNT_UP = _g("preflight_mount_up", "1 when a filesystem is mounted at the path.", _NP, True)
+MOUNT_WRITABLE = _g("preflight_mount_writable", "1 when the write round-trip succeeded.", _NP, True)
+MOUNT_STUCK = _g("preflight_mount_stuck", "1 while a call on the path is blocked.", _NP, True)
+MOUNT_PEERS = _g("preflight_mount_peers_visible", "Peer markers visible on the path.", _NP, True)
+
 # Exposition order. Cluster-wide families are rendered fresh on every scrape; per-node
 # families come from the node cache.
 FAMILIES: tuple[Family, ...] = (
-    _g(
-        "preflight_requirement_status",
-        "1 for the current status of each requirement (one-hot over pass/warn/fail/unknown).",
-        ("requirement", "status"),
-        False,
-    ),
-    _g(
-        "preflight_cluster_ready",
-        "1 when every requirement of the phase passes or warns.",
-        ("phase",),
-        False,
-    ),
-    _g(
-        "preflight_kubernetes_node_info",
-        "One series per Kubernetes node, from the Kubernetes API.",
-        ("node", "control_plane"),
-        False,
-    ),
-    Family(
-        "preflight_reports_received_total",
-        "counter",
-        "Reports accepted since the collector started.",
-        (),
-        False,
-    ),
-    Family(
-        "preflight_reports_rejected_total",
-        "counter",
-        "Reports rejected, by reason.",
-        ("reason",),
-        False,
-    ),
-    _g("preflight_agent_up", "1 while the node's agent reports in time.", ("node",), True),
-    _g(
-        "preflight_agent_last_report_timestamp_seconds",
-        "When the collector last accepted a report from the node.",
-        ("node",),
-        True,
-    ),
-    _g(
-        "preflight_agent_clock_skew_seconds",
-        "Agent clock minus collector clock at the last report (includes network delay).",
-        ("node",),
-        True,
-    ),
-    _g(
-        "preflight_agent_plan_outdated",
-        "1 while the node's agent probes another plan than the collector's profile gives it.",
-        ("node",),
-        True,
-    ),
-    _g("preflight_egress_up", "1 when the node reaches the target.", _NT, True),
-    _g(
-        "preflight_egress_failure",
-        "1 for the current failure reason of an unreachable target.",
-        (*_NT, "reason"),
-        True,
-    ),
-    _g(
-        "preflight_egress_phase_duration_seconds",
-        "Duration of each phase reached in the last probe.",
-        (*_NT, "phase"),
-        True,
-    ),
-    _g(
-        "preflight_egress_last_success_timestamp_seconds",
-        "Start of the last probe that reached the target.",
-        _NT,
-        True,
-    ),
-    _g("preflight_egress_proxy_used", "1 when the probe went through a proxy.", _NT, True),
-    _g(
-        "preflight_egress_tls_untrusted_certificate_info",
-        "The certificate presented when TLS did not verify (e.g. an inspecting proxy).",
-        (*_NT, "issuer", "fingerprint_sha256"),
-        True,
-    ),
-    _g(
-        "preflight_egress_tls_cert_not_after_timestamp_seconds",
-        "Earliest certificate expiry seen for the target across nodes.",
-        ("target",),
-        False,
-    ),
-    _g("preflight_node_cpu_cores", "Logical CPU cores.", ("node",), True),
-    _g("preflight_node_memory_bytes", "Total memory.", ("node",), True),
-    _g("preflight_node_gpus", "GPUs by source.", ("node", "source"), True),
-    _g(
-        "preflight_node_info",
-        "Node facts as labels.",
-        ("node", "kernel", "os", "arch", "agent_version"),
-        True,
-    ),
-    _g("preflight_mount_up", "1 when a filesystem is mounted at the path.", _NP, True),
-    _g("preflight_mount_writable", "1 when the write round-trip succeeded.", _NP, True),
-    _g("preflight_mount_stuck", "1 while a call on the path is blocked.", _NP, True),
-    _g("preflight_mount_peers_visible", "Peer markers visible on the path.", _NP, True),
-)
-_HEADERS = tuple(f.header for f in FAMILIES)
-# Position of each per-node family within a node's cached chunks.
-_NODE_SLOT = {i: slot for slot, i in enumerate(i for i, f in enumerate(FAMILIES) if f.per_node)}
-_NODE_FAMILIES = len(_NODE_SLOT)
-
-(
     REQUIREMENT_STATUS,
     CLUSTER_READY,
     KUBERNETES_NODE_INFO,
@@ -190,10 +194,13 @@ _NODE_FAMILIES = len(_NODE_SLOT)
     MOUNT_WRITABLE,
     MOUNT_STUCK,
     MOUNT_PEERS,
-) = range(len(FAMILIES))
+)
+_NODE_FAMILIES = tuple(f for f in FAMILIES if f.per_node)
+# Position of each per-node family within a node's cached chunks.
+_NODE_SLOT = {f: slot for slot, f in enumerate(_NODE_FAMILIES)}
 
-# (family index, label values in the family's label order, value)
-Sample = tuple[int, tuple[str, ...], float]
+# (family, label values in the family's label order, value)
+Sample = tuple[Family, tuple[str, ...], float]
 
 
 def issuer_cn(issuer: str) -> str:
@@ -325,18 +332,11 @@ def _value(v: float) -> str:
     return "1.0" if v == 1.0 else _go_float(v)
 
 
-# Per family: its label names in sorted order and where each comes from, as
-# prometheus_client writes labels sorted by name.
-_SORTED_LABELS = tuple(
-    tuple(sorted((label, position) for position, label in enumerate(f.labels))) for f in FAMILIES
-)
-
-
-def _line(family: int, values: tuple[str, ...], value: float) -> str:
-    name = FAMILIES[family].name
+def _line(family: Family, values: tuple[str, ...], value: float) -> str:
+    name = family.name
     if not values:
         return f"{name} {_value(value)}\n"
-    labels = ",".join(f'{k}="{_escape(values[i])}"' for k, i in _SORTED_LABELS[family])
+    labels = ",".join(f'{k}="{_escape(values[i])}"' for k, i in family.sorted_labels)
     return f"{name}{{{labels}}} {_value(value)}\n"
 
 
@@ -363,7 +363,7 @@ class _NodeText:
 
 
 def _render_node(node: NodeEntry, allocatable_gpus: int | None, plan: str | None) -> _NodeText:
-    parts: list[list[str]] = [[] for _ in range(_NODE_FAMILIES)]
+    parts: list[list[str]] = [[] for _ in _NODE_FAMILIES]
     for family, values, value in node_samples(node, allocatable_gpus, plan):
         parts[_NODE_SLOT[family]].append(_line(family, values, value))
     return _NodeText(
@@ -411,17 +411,17 @@ class Exposition:
             self.hits += hits
             self.misses += len(current) - hits
         texts = list(current.values())
-        cluster: list[list[str]] = [[] for _ in FAMILIES]
+        cluster: dict[Family, list[str]] = {f: [] for f in FAMILIES if not f.per_node}
         for family, values, value in cluster_samples(view, (t.expiries for t in texts)):
             cluster[family].append(_line(family, values, value))
         out: list[bytes] = []
-        for i, fam in enumerate(FAMILIES):
-            out.append(_HEADERS[i])
+        for fam in FAMILIES:
+            out.append(fam.header)
             if fam.per_node:
-                slot = _NODE_SLOT[i]
+                slot = _NODE_SLOT[fam]
                 out.extend(t.chunks[slot] for t in texts)
             else:
-                out.append("".join(cluster[i]).encode())
+                out.append("".join(cluster[fam]).encode())
         return b"".join(out)
 
 
@@ -449,13 +449,13 @@ class SnapshotCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         allocatable = dict(self.data.allocatable_gpus)
         nodes = self.data.state.nodes
-        families: list[GaugeMetricFamily | CounterMetricFamily] = []
+        families: dict[Family, GaugeMetricFamily | CounterMetricFamily] = {}
         for f in FAMILIES:
             if f.type == "counter":
                 base = f.name.removesuffix("_total")
-                families.append(CounterMetricFamily(base, f.help, labels=list(f.labels)))
+                families[f] = CounterMetricFamily(base, f.help, labels=list(f.labels))
             else:
-                families.append(GaugeMetricFamily(f.name, f.help, labels=list(f.labels)))
+                families[f] = GaugeMetricFamily(f.name, f.help, labels=list(f.labels))
         expiries = [node_cert_expiries(n) for n in nodes]
         samples: list[Iterable[Sample]] = [cluster_samples(self.data, expiries)]
         samples.extend(
@@ -465,7 +465,7 @@ class SnapshotCollector(Collector):
         for source in samples:
             for family, values, value in source:
                 families[family].add_metric(list(values), value)
-        yield from families
+        yield from families.values()
 
 
 def render_with_client(data: CollectorView) -> bytes:

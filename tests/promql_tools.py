@@ -15,41 +15,18 @@ from pathlib import Path
 
 import yaml
 
+from collector.exposition import FAMILIES
+
 REPO = Path(__file__).resolve().parents[1]
 RULES_FILE = REPO / "deploy" / "prometheus" / "preflight-rules.yaml"
 METRICS_DOC = REPO / "docs" / "metrics.md"
 OPERATIONS_DOC = REPO / "docs" / "operations.md"
 PROMTOOL_MISSING = "promtool not installed (Debian package prometheus)"
 
-# The metric contract (team rules); docs/metrics.md documents exactly these.
-CONTRACT_METRICS = frozenset(
-    {
-        "preflight_requirement_status",
-        "preflight_cluster_ready",
-        "preflight_egress_up",
-        "preflight_egress_failure",
-        "preflight_egress_phase_duration_seconds",
-        "preflight_egress_last_success_timestamp_seconds",
-        "preflight_egress_tls_cert_not_after_timestamp_seconds",
-        "preflight_egress_tls_untrusted_certificate_info",
-        "preflight_egress_proxy_used",
-        "preflight_node_cpu_cores",
-        "preflight_node_memory_bytes",
-        "preflight_node_gpus",
-        "preflight_node_info",
-        "preflight_mount_up",
-        "preflight_mount_writable",
-        "preflight_mount_stuck",
-        "preflight_mount_peers_visible",
-        "preflight_agent_up",
-        "preflight_agent_last_report_timestamp_seconds",
-        "preflight_agent_clock_skew_seconds",
-        "preflight_agent_plan_outdated",
-        "preflight_kubernetes_node_info",
-        "preflight_reports_received_total",
-        "preflight_reports_rejected_total",
-    }
-)
+# What /metrics exposes, from the families themselves (no hand-kept copy); docs/metrics.md
+# documents exactly these, and the settled names of DESIGN.md §4 are among them
+# (tests/contract/test_metric_contract.py).
+CONTRACT_METRICS = frozenset(f.name for f in FAMILIES)
 
 _METRIC_NAME = re.compile(r"\bpreflight_[a-z0-9_]+\b")
 

@@ -1,0 +1,1 @@
+"""Contract tests: proto, docs, alert rules, dashboard."""
