@@ -1,8 +1,11 @@
 """The collector's probe plans: derived from the profile and node roles, sent in every ack,
 outdated plans exposed, a profile file re-read when it changes."""
 
+# ruff: noqa: F811 — pytest injects the imported `api` fixture by parameter name
+
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +26,7 @@ from preflight.v1 import report_pb2_grpc as pb_grpc
 from tests.conftest import ascrape, sample
 from tests.rule_fixtures import cluster, entry, kube_node, report, view
 from tests.support.profiles import local_target, write_profile
+from tests.test_kube import FakeApi, api  # noqa: F401 — `api` is a fixture
 
 SYSTEM = "node-role.kubernetes.io/runai-system"
 
@@ -183,3 +187,38 @@ async def test_a_changed_profile_file_is_reloaded_and_a_broken_one_kept_out(
     assert "fail_afterr" in caplog.text
     assert collector.plans.for_node("n").version == after.version
     assert collector.profile.name == "swapped"
+
+
+async def test_system_role_from_a_kubernetes_api_decides_each_nodes_plan(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    """Node labels as a real API (kmock, complete Node objects) serves them."""
+    gpu_1 = next(n for n in api.nodes["items"] if n["metadata"]["name"] == "gpu-1")
+    gpu_1["metadata"]["labels"][SYSTEM] = ""
+    service = CollectorService(
+        CollectorConfig(
+            listen=ListenConfig(grpc="127.0.0.1:0", http="127.0.0.1:0"),
+            profile=str(scoped_profile(tmp_path)),
+            kubernetes=KubernetesConfig(mode="none", refresh_interval=0.1),
+        ),
+        kube_configuration=api.configuration(),
+    )
+    await service.start()
+    try:
+
+        async def plan_targets(node: str) -> list[str]:
+            ack = await send(service, report(node, targets=("registry",)))
+            return [t.name for t in ack.plan.egress_targets]
+
+        async with asyncio.timeout(10):
+            while not service.kube.latest().available:
+                await asyncio.sleep(0.05)
+        assert await plan_targets("gpu-1") == ["registry", "control"]
+        assert await plan_targets("gpu-2") == ["registry"]
+        # The label goes: nobody is labelled, so every node counts as a system node.
+        del gpu_1["metadata"]["labels"][SYSTEM]
+        async with asyncio.timeout(10):
+            while await plan_targets("gpu-2") != ["registry", "control"]:
+                await asyncio.sleep(0.1)
+    finally:
+        await service.stop()
