@@ -24,7 +24,9 @@ from agent.probes.nvidia_kernel import (
     read_module,
 )
 from agent.probes.results import GpuFacts
-from agent.report import Snapshot, build_report, to_json, to_text
+from agent.report import to_json
+from agent.snapshot import Snapshot, build_report
+from agent.text import to_text
 from preflight.v1 import report_pb2 as pb
 from tests.test_gpu import FakeNvml
 
@@ -230,7 +232,7 @@ def test_nvml_detail_mig_mode() -> None:
 
 def wire(facts: GpuFacts, node: str = "n") -> pb.NodeReport:
     return build_report(
-        Snapshot(gpus=facts),
+        Snapshot(results={"gpus": facts}),
         node_name=node,
         agent_version="test",
         instance_id="i",

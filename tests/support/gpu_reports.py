@@ -12,7 +12,7 @@ from typing import Any
 
 from agent.hostfs import HostFS
 from agent.probes.gpu import collect_gpus
-from agent.report import Snapshot, build_report
+from agent.snapshot import Snapshot, build_report
 from preflight.v1 import report_pb2 as pb
 
 HOSTFS = Path(__file__).resolve().parents[1] / "fixtures" / "hostfs"
@@ -22,7 +22,7 @@ def gpu_report(node: str, tree: str, nvml: Any = None) -> pb.NodeReport:
     """The report of `node` whose host is fixture `tree`; nvml None = the real binding."""
     facts = collect_gpus(HostFS(HOSTFS / tree), nvml=nvml)
     return build_report(
-        Snapshot(gpus=facts),
+        Snapshot(results={"gpus": facts}),
         node_name=node,
         agent_version="test",
         instance_id=f"{node}-1",
