@@ -85,6 +85,8 @@ async def run_forever(
         config.collector.address,
         timeout=config.collector.timeout,
         max_backoff=config.collector.max_backoff,
+        tls=config.collector.tls,
+        token_file=config.collector.token_file,
     )
     probes = probes or default_probes(config, node_name, plan)
     agent = Agent(config, node_name, probes, client.submit)

@@ -11,10 +11,13 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import grpc.aio
 
+from agent.config import CollectorTls
+from agent.identity import call_metadata, channel_credentials, tls_channel_options
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
 
@@ -49,12 +52,22 @@ class ReportClient:
         timeout: float,
         max_backoff: float,
         on_ack: Callable[[pb.ReportAck], None] | None = None,
+        tls: CollectorTls | None = None,
+        token_file: Path | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.max_backoff = max_backoff
         self.on_ack = on_ack
-        self._channel = grpc.aio.insecure_channel(address, options=channel_options(max_backoff))
+        self.token_file = token_file
+        tls = tls or CollectorTls()
+        credentials = channel_credentials(tls)
+        options = [*channel_options(max_backoff), *tls_channel_options(tls)]
+        self._channel = (
+            grpc.aio.insecure_channel(address, options=options)
+            if credentials is None
+            else grpc.aio.secure_channel(address, credentials, options=options)
+        )
         self._stub = pb_grpc.CollectorStub(self._channel)
         self._latest: pb.NodeReport | None = None
         self._pending = asyncio.Event()
@@ -79,7 +92,9 @@ class ReportClient:
             assert report is not None
             report.sent_at.GetCurrentTime()
             try:
-                ack = await self._stub.Report(report, timeout=self.timeout)
+                ack = await self._stub.Report(
+                    report, timeout=self.timeout, metadata=call_metadata(self.token_file)
+                )
             except grpc.aio.AioRpcError as error:
                 if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
                     # Resending the same report cannot help; wait for the next one.

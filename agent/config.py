@@ -87,10 +87,35 @@ class MountsConfig(StrictModel):
     peer_sample: int = Field(default=16, ge=0, le=1024)
 
 
+class CollectorTls(StrictModel):
+    """TLS to the collector; unset ca_file and server_name mean plaintext."""
+
+    # The CA that signed the collector's certificate (TLS is on when this is set).
+    ca_file: Path | None = None
+    # The name the collector's certificate must carry, when it differs from the address.
+    server_name: str | None = Field(default=None, min_length=1)
+    # A client certificate and key, for a collector that requires mTLS.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> CollectorTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("collector.tls.cert_file and key_file must be set together")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.ca_file is not None or self.server_name is not None
+
+
 class CollectorEndpoint(StrictModel):
     address: str = "127.0.0.1:9751"
     timeout: Duration = 5.0
     max_backoff: Duration = 30.0
+    tls: CollectorTls = Field(default_factory=CollectorTls)
+    # Read before every call and sent as `authorization: Bearer <token>`.
+    token_file: Path | None = None
 
 
 class AgentConfig(StrictModel):

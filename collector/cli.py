@@ -42,13 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         load_profile(config.profile)
+        # Reads the TLS and token files, so --check-config catches an unreadable one too.
+        service = CollectorService(config)
     except ConfigError as error:
         print(f"preflight-collector: config error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check_config:
         print(f"preflight-collector: config OK ({args.config or 'built-in defaults'})")
         return 0
-    asyncio.run(serve(CollectorService(config)))
+    asyncio.run(serve(service))
     return 0
 
 

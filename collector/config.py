@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_file
 
@@ -24,6 +24,10 @@ class LimitsConfig(StrictModel):
     max_node_name_length: int = Field(default=253, ge=1, le=1024)
     max_targets: int = Field(default=64, ge=1)
     max_mounts: int = Field(default=32, ge=1)
+    # Per node: a burst of `report_burst` reports, then one per `min_report_interval`.
+    # An agent reports on change (at most once per probe cycle) and every heartbeat.
+    min_report_interval: Duration = 1.0
+    report_burst: int = Field(default=10, ge=1)
 
 
 class KubernetesConfig(StrictModel):
@@ -31,6 +35,51 @@ class KubernetesConfig(StrictModel):
     mode: Literal["auto", "in-cluster", "kubeconfig", "none"] = "auto"
     kubeconfig: Path | None = None
     refresh_interval: Duration = 30.0
+
+
+class TlsConfig(StrictModel):
+    """TLS on the gRPC port; both files are re-read when they change (no restart)."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # When set, agents must present a client certificate signed by this CA (mTLS).
+    client_ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file must be set together")
+        if self.client_ca_file is not None and self.cert_file is None:
+            raise ValueError("tls.client_ca_file needs tls.cert_file and tls.key_file")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
+class AuthConfig(StrictModel):
+    """Who may report: see docs/security.md."""
+
+    mode: Literal["none", "token-file", "kubernetes"] = "none"
+    # token-file: the one shared token every agent presents.
+    token_file: Path | None = None
+    # kubernetes: the agents' ServiceAccount (namespace/name) and the token audience.
+    service_account: str = Field(
+        default="preflight/preflight-agent", pattern=r"^[a-z0-9-.]+/[a-z0-9-.]+$"
+    )
+    audience: str = Field(default="preflight-collector", min_length=1)
+    # How long a TokenReview answer is reused (never past the token's own expiry).
+    cache_ttl: Duration = 300.0
+    cache_size: int = Field(default=20_000, ge=1)
+    # A new token waits at most this long for the API before the agent gets UNAVAILABLE.
+    review_timeout: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _token_file(self) -> AuthConfig:
+        if self.mode == "token-file" and self.token_file is None:
+            raise ValueError("auth.mode token-file needs auth.token_file")
+        return self
 
 
 class CollectorConfig(StrictModel):
@@ -45,6 +94,8 @@ class CollectorConfig(StrictModel):
     forget_after: Duration = 3600.0
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
 
 def load_config(path: Path | None) -> CollectorConfig:

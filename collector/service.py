@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import time
@@ -12,6 +13,7 @@ import grpc.aio
 from aiohttp import web
 from kubernetes.client import Configuration
 
+from collector.auth import build_authenticator
 from collector.config import CollectorConfig
 from collector.exposition import Exposition
 from collector.ingest import ReportServicer, start_grpc_server
@@ -21,6 +23,7 @@ from collector.rules import cluster_ready, evaluate_all
 from collector.rules.hysteresis import HysteresisTracker
 from collector.rules.model import ClusterView, Verdict
 from collector.state import ClusterState
+from collector.tls import CertificateSource
 from collector.view import CollectorView
 from collector.web import WebApp
 from preflight.configfile import ConfigError
@@ -35,6 +38,15 @@ SHUTDOWN_STEP_SECONDS = 5.0
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def _bounded(what: str, awaitable: Awaitable[object]) -> None:
@@ -60,11 +72,21 @@ class CollectorService:
             config.stale_after_heartbeats,
             config.forget_after,
         )
+        # Both raise ConfigError naming the key: the CLI exits 2 before anything listens.
+        self.authenticator = build_authenticator(
+            config.auth, config.kubernetes, kube_configuration=kube_configuration
+        )
+        self.certificates = CertificateSource(config.tls) if config.tls.enabled else None
         self.hysteresis = HysteresisTracker(self.profile.hysteresis)
         # An injected client configuration (tests: kmock) overrides kubernetes.mode.
         self.kube = KubeWatcher.from_config(config.kubernetes, configuration=kube_configuration)
         self.plans = PlanBook(self.profile, self.kube.latest)
-        self.servicer = ReportServicer(self.state, config.heartbeat_interval, self.plans.for_node)
+        self.servicer = ReportServicer(
+            self.state,
+            config.heartbeat_interval,
+            self.plans.for_node,
+            authenticator=self.authenticator,
+        )
         self._observed: object = None
         self._verdicts: tuple[Verdict, ...] = ()
         self._observer: asyncio.Task[None] | None = None
@@ -171,11 +193,31 @@ class CollectorService:
         site = web.TCPSite(self._http, host, port)
         await site.start()
         self.http_port = self._http.addresses[0][1]
-        self._grpc, self.grpc_port = await start_grpc_server(self.servicer, self.config.listen.grpc)
+        self._warn_if_exposed()
+        credentials = self.certificates.credentials() if self.certificates else None
+        self._grpc, self.grpc_port = await start_grpc_server(
+            self.servicer, self.config.listen.grpc, credentials
+        )
         await self.kube.start()
         await self.observe()
         self._observer = asyncio.create_task(self._observe_forever())
         log.info("collector: gRPC on :%d, HTTP on :%d", self.grpc_port, self.http_port)
+
+    def _warn_if_exposed(self) -> None:
+        host, _ = split_address(self.config.listen.grpc)
+        if is_loopback(host):
+            return
+        if self.config.auth.mode == "none":
+            log.warning(
+                "gRPC listens on %s with auth.mode none: anyone who reaches the port can "
+                "report for any node (see docs/security.md)",
+                self.config.listen.grpc,
+            )
+        if not self.config.tls.enabled:
+            log.warning(
+                "gRPC listens on %s without TLS: reports and agent tokens travel in clear",
+                self.config.listen.grpc,
+            )
 
     async def stop(self) -> None:
         """Stops every part, each within a bound: a SIGTERM must end the process promptly."""
@@ -190,3 +232,4 @@ class CollectorService:
         if self._http is not None:
             await _bounded("HTTP server", self._http.cleanup())
             self._http = None
+        self.authenticator.close()

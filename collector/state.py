@@ -20,6 +20,10 @@ REJECTION_REASONS = (
     "sequence_regressed",
     "too_many_targets",
     "too_many_mounts",
+    # Refused before the report is read (collector/auth.py, collector/ratelimit.py).
+    "unauthenticated",
+    "identity_mismatch",
+    "rate_limited",
 )
 
 
@@ -106,10 +110,16 @@ class ClusterState:
         """Stores `report` as the node's latest, or raises Rejected (the caller counts it)."""
         validate(report, self.limits)
         previous = self._nodes.get(report.node_name)
+        # The sequence rule (docs/security.md): a report of another instance supersedes;
+        # within one instance a lower sequence is a late retry and refused, but only while
+        # the higher one is fresh (received within a heartbeat). A sequence pushed to
+        # 2^64-1 once (by anyone who could report for the node) or an agent restored
+        # from a snapshot therefore cannot shut the node's agent out for longer.
         if (
             previous is not None
             and previous.report.instance_id == report.instance_id
             and report.sequence < previous.report.sequence
+            and now - previous.received_at < self.heartbeat_interval
         ):
             raise Rejected(
                 "sequence_regressed",

@@ -1,0 +1,59 @@
+"""How the agent proves who it is to the collector: the channel's TLS and the bearer token.
+
+The token file (a projected ServiceAccount token) is rotated by the kubelet, so it is
+read again before every call; a missing or unreadable file sends no token, and the
+collector answers UNAUTHENTICATED, which the client treats as retryable.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import grpc
+
+from agent.config import CollectorTls
+
+log = logging.getLogger(__name__)
+
+# A projected token is about 1 KiB; anything far larger is not a token.
+MAX_TOKEN_BYTES = 16 * 1024
+
+
+def channel_credentials(tls: CollectorTls) -> grpc.ChannelCredentials | None:
+    """TLS credentials from the config, or None for plaintext (loopback, demo)."""
+    if not tls.enabled:
+        return None
+    root = tls.ca_file.read_bytes() if tls.ca_file is not None else None
+    key = tls.key_file.read_bytes() if tls.key_file is not None else None
+    cert = tls.cert_file.read_bytes() if tls.cert_file is not None else None
+    return grpc.ssl_channel_credentials(
+        root_certificates=root, private_key=key, certificate_chain=cert
+    )
+
+
+def tls_channel_options(tls: CollectorTls) -> list[tuple[str, str]]:
+    if tls.server_name is None:
+        return []
+    return [("grpc.ssl_target_name_override", tls.server_name)]
+
+
+def read_token(path: Path | None) -> str | None:
+    """The current token, or None (logged) when there is none to send."""
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()[: MAX_TOKEN_BYTES + 1]
+    except OSError as error:
+        log.warning("cannot read token file %s: %s", path, error.strerror)
+        return None
+    token = data.decode("ascii", "replace").strip()
+    if not token or len(data) > MAX_TOKEN_BYTES:
+        log.warning("token file %s is empty or not a token", path)
+        return None
+    return token
+
+
+def call_metadata(path: Path | None) -> tuple[tuple[str, str], ...] | None:
+    token = read_token(path)
+    return None if token is None else (("authorization", f"Bearer {token}"),)
