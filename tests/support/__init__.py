@@ -1,0 +1,1 @@
+"""Shared test helpers: builders, servers and fakes used across the test tree."""

@@ -1,0 +1,260 @@
+"""A Kubernetes API double (kmock) that answers TokenReview and pods as a real one does.
+
+Tokens are JWT-shaped (header.payload.signature, the payload carrying `exp`, `aud`,
+`sub` and the `kubernetes.io` claims a projected ServiceAccount token has) so the
+collector's expiry parsing sees what it sees in a cluster; the API, not the signature,
+decides who a token belongs to, as a real TokenReview does. Answers follow
+authentication.k8s.io/v1: `status.authenticated` only when true, `status.user` with
+`username` `system:serviceaccount:NS:NAME`, `uid`, `groups`, and `extra` holding the
+pod name/uid (and the node name on Kubernetes >= 1.30); a refused token gets
+`status.error` and an empty user, like the API server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import kmock
+from kmock import Response  # type: ignore[attr-defined]  # public, missing from __all__
+from kubernetes import client
+
+AUDIENCE = "preflight-collector"
+BAD_SIGNATURE = (
+    "[invalid bearer token, square/go-jose: error in cryptographic primitive, token lookup failed]"
+)
+NAMESPACE = "preflight"
+AGENT_SA = "preflight-agent"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Who a token is: a ServiceAccount's token bound to a pod on a node."""
+
+    namespace: str
+    service_account: str
+    pod: str
+    pod_uid: str
+    node: str
+    audiences: tuple[str, ...]
+    expires: float
+
+
+def make_token(grant: Grant) -> str:
+    header = {"alg": "RS256", "kid": "test-key"}
+    now = int(time.time())
+    payload = {
+        "aud": list(grant.audiences),
+        "exp": int(grant.expires),
+        "iat": now,
+        "nbf": now,
+        "iss": "https://kubernetes.default.svc.cluster.local",
+        "jti": str(uuid.uuid4()),
+        "sub": f"system:serviceaccount:{grant.namespace}:{grant.service_account}",
+        "kubernetes.io": {
+            "namespace": grant.namespace,
+            "node": {"name": grant.node, "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, grant.node))},
+            "pod": {"name": grant.pod, "uid": grant.pod_uid},
+            "serviceaccount": {"name": grant.service_account, "uid": str(uuid.uuid4())},
+        },
+    }
+    parts = [_b64(json.dumps(header).encode()), _b64(json.dumps(payload).encode())]
+    return ".".join([*parts, _b64(secrets.token_bytes(64))])
+
+
+def pod_object(grant: Grant) -> dict[str, Any]:
+    """A complete agent Pod as `kubectl get pod -o json` prints it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": grant.pod,
+            "namespace": grant.namespace,
+            "uid": grant.pod_uid,
+            "resourceVersion": "48213",
+            "creationTimestamp": "2026-11-30T08:00:00Z",
+            "labels": {"app.kubernetes.io/name": "preflight-agent"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "DaemonSet",
+                    "name": "preflight-agent",
+                    "uid": "5c0e4d2a-3b1f-4f0e-9a57-0c9b8f1d2e3a",
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "nodeName": grant.node,
+            "serviceAccountName": grant.service_account,
+            "containers": [{"name": "agent", "image": "ghcr.io/preflight/preflight:0.1.0"}],
+        },
+        "status": {"phase": "Running", "hostIP": "10.0.0.7", "podIP": "10.244.1.9"},
+    }
+
+
+@dataclass
+class FakeAuthApi:
+    """What the kmock-served API answers; tests change it while it runs."""
+
+    handler: kmock.RawHandler
+    port: int
+    # token -> grant; unknown tokens are refused like a bad signature.
+    grants: dict[str, Grant] = field(default_factory=dict)
+    # Answer the node-name extra (Kubernetes >= 1.30); False: only pod name/uid (older).
+    node_name_extra: bool = True
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+    pod_reads: list[str] = field(default_factory=list)
+    server: kmock.Server | None = None
+
+    @property
+    def host(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def configuration(self) -> client.Configuration:
+        return client.Configuration(host=self.host)
+
+    def issue(
+        self,
+        node: str,
+        *,
+        service_account: str = AGENT_SA,
+        namespace: str = NAMESPACE,
+        audiences: tuple[str, ...] = (AUDIENCE,),
+        lifetime: float = 3600.0,
+    ) -> str:
+        """A new valid token for an agent pod on `node`."""
+        grant = Grant(
+            namespace=namespace,
+            service_account=service_account,
+            pod=f"{service_account}-{secrets.token_hex(3)}",
+            pod_uid=str(uuid.uuid4()),
+            node=node,
+            audiences=audiences,
+            expires=time.time() + lifetime,
+        )
+        token = make_token(grant)
+        self.grants[token] = grant
+        return token
+
+    def review(self, body: Any) -> dict[str, Any]:
+        spec = body.get("spec", {}) if isinstance(body, dict) else {}
+        token = spec.get("token", "")
+        wanted = spec.get("audiences") or []
+        answer: dict[str, Any] = {
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+        }
+        grant = self.grants.get(token)
+        if grant is None or grant.expires <= time.time():
+            answer["status"] = {"user": {}, "error": BAD_SIGNATURE}
+            return answer
+        matched = [a for a in wanted if a in grant.audiences] if wanted else list(grant.audiences)
+        if not matched:
+            audiences = json.dumps(list(grant.audiences))
+            error = f"[invalid bearer token, token audiences {audiences} is invalid for the target audiences {json.dumps(wanted)}]"  # noqa: E501
+            answer["status"] = {"user": {}, "error": error}
+            return answer
+        extra = {
+            "authentication.kubernetes.io/credential-id": [f"JTI={uuid.uuid4()}"],
+            "authentication.kubernetes.io/pod-name": [grant.pod],
+            "authentication.kubernetes.io/pod-uid": [grant.pod_uid],
+        }
+        if self.node_name_extra:
+            extra["authentication.kubernetes.io/node-name"] = [grant.node]
+            extra["authentication.kubernetes.io/node-uid"] = [
+                str(uuid.uuid5(uuid.NAMESPACE_DNS, grant.node))
+            ]
+        answer["status"] = {
+            "authenticated": True,
+            "user": {
+                "username": f"system:serviceaccount:{grant.namespace}:{grant.service_account}",
+                "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, grant.service_account)),
+                "groups": [
+                    "system:serviceaccounts",
+                    f"system:serviceaccounts:{grant.namespace}",
+                    "system:authenticated",
+                ],
+                "extra": extra,
+            },
+            "audiences": matched,
+        }
+        return answer
+
+    def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        for grant in self.grants.values():
+            if grant.namespace == namespace and grant.pod == name:
+                return pod_object(grant)
+        return None
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.__aexit__(None, None, None)
+            self.server = None
+
+    async def start(self) -> None:
+        self.server = kmock.Server(self.handler, port=self.port)
+        await self.server.__aenter__()
+
+
+def _respond(status: int, body: Any) -> Response:
+    return Response(
+        status=status,
+        payload=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+
+def _not_found(namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": f'pods "{name}" not found',
+        "reason": "NotFound",
+        "details": {"name": name, "kind": "pods"},
+        "code": 404,
+    }
+
+
+@asynccontextmanager
+async def auth_api() -> AsyncIterator[FakeAuthApi]:
+    async with kmock.RawHandler() as handler:
+        server = kmock.Server(handler)
+        await server.__aenter__()
+        fake = FakeAuthApi(handler=handler, port=server.port, server=server)
+
+        def serve_review(request: kmock.Request) -> Response:
+            body = json.loads(request.body or b"{}")
+            fake.reviews.append(body)
+            return _respond(201, fake.review(body))
+
+        def serve_pod(request: kmock.Request) -> Response:
+            match = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)", request.url.path)
+            assert match is not None
+            fake.pod_reads.append(match[2])
+            pod = fake.pod(match[1], match[2])
+            return _respond(200, pod) if pod else _respond(404, _not_found(match[1], match[2]))
+
+        handler["post /apis/authentication.k8s.io/v1/tokenreviews"] << serve_review
+        handler["get", re.compile(r"/api/v1/namespaces/[^/]+/pods/[^/]+")] << serve_pod
+        try:
+            yield fake
+        finally:
+            await fake.stop()
