@@ -116,8 +116,10 @@ async def test_before_kubernetes_1_30_the_node_comes_from_the_pod(
         (lambda api: "not-a-token", "not authenticated"),
         (lambda api: api.issue("gpu-node-7", service_account="default"), "is not the agent"),
         (lambda api: api.issue("gpu-node-7", namespace="kube-system"), "is not the agent"),
-        (lambda api: api.issue("gpu-node-7", audiences=("https://kubernetes.default.svc",)),
-         "not authenticated"),  # fmt: skip
+        (
+            lambda api: api.issue("gpu-node-7", audiences=("https://kubernetes.default.svc",)),
+            "not authenticated",
+        ),  # fmt: skip
         (lambda api: api.issue("gpu-node-7", lifetime=-10), "not authenticated"),
     ],
     ids=["no-token", "garbage", "other-sa", "other-namespace", "other-audience", "expired"],
@@ -190,6 +192,25 @@ async def test_api_down_new_tokens_unavailable_in_time_verified_agents_keep_repo
         await service.stop()
     nodes = {n.name: n.report.sequence for n in service.state.snapshot(time.time()).nodes}
     assert nodes == {"gpu-node-1": 2, "gpu-node-2": 1}
+
+
+async def test_a_hung_api_never_holds_up_verified_agents(
+    api: FakeAuthApi, service: CollectorService
+) -> None:
+    known = api.issue("gpu-node-1")
+    await send(service, report("gpu-node-1", 1), known)
+    api.review_delay = 30.0
+    newcomer = asyncio.create_task(send(service, report("gpu-node-2"), api.issue("gpu-node-2")))
+    # While the newcomer's review hangs, the verified agent's reports go through.
+    for sequence in (2, 3, 4):
+        await send(service, report("gpu-node-1", sequence), known)
+    assert not newcomer.done()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await newcomer
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "no answer within 1s" in (caught.value.details() or "")
+    node = service.state.snapshot(time.time()).node("gpu-node-1")
+    assert node is not None and node.report.sequence == 4
 
 
 async def test_real_agent_client_rereads_its_rotated_token_file(

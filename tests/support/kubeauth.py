@@ -12,6 +12,7 @@ pod name/uid (and the node name on Kubernetes >= 1.30); a refused token gets
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -116,6 +117,9 @@ class FakeAuthApi:
     grants: dict[str, Grant] = field(default_factory=dict)
     # Answer the node-name extra (Kubernetes >= 1.30); False: only pod name/uid (older).
     node_name_extra: bool = True
+    # Accept TokenReviews but answer only after this many seconds (an API server stuck
+    # behind an overloaded etcd); 0 answers at once.
+    review_delay: float = 0.0
     reviews: list[dict[str, Any]] = field(default_factory=list)
     pod_reads: list[str] = field(default_factory=list)
     server: kmock.Server | None = None
@@ -240,9 +244,11 @@ async def auth_api() -> AsyncIterator[FakeAuthApi]:
         await server.__aenter__()
         fake = FakeAuthApi(handler=handler, port=server.port, server=server)
 
-        def serve_review(request: kmock.Request) -> Response:
+        async def serve_review(request: kmock.Request) -> Response:
             body = json.loads(request.body or b"{}")
             fake.reviews.append(body)
+            if fake.review_delay:
+                await asyncio.sleep(fake.review_delay)
             return _respond(201, fake.review(body))
 
         def serve_pod(request: kmock.Request) -> Response:
