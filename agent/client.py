@@ -24,6 +24,7 @@ from preflight.v1 import report_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 INITIAL_BACKOFF_SECONDS = 0.5
+REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 
 def channel_options(max_backoff: float) -> list[tuple[str, int]]:
@@ -105,10 +106,14 @@ class ReportClient:
                     continue
                 failures += 1
                 delay = backoff_delay(failures, self.max_backoff)
+                # Refused identity: the token may be rotated or fixed, so keep retrying.
+                what = "refused this agent" if error.code() in REFUSED else "unreachable"
                 log.warning(
-                    "collector %s unreachable (%s); retrying in %.1fs",
+                    "collector %s %s (%s: %s); retrying in %.1fs",
                     self.address,
+                    what,
                     error.code().name,
+                    error.details(),
                     delay,
                 )
                 await self._wait_for_collector(delay)

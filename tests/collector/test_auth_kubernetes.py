@@ -119,7 +119,7 @@ async def test_before_kubernetes_1_30_the_node_comes_from_the_pod(
         (
             lambda api: api.issue("gpu-node-7", audiences=("https://kubernetes.default.svc",)),
             "not authenticated",
-        ),  # fmt: skip
+        ),
         (lambda api: api.issue("gpu-node-7", lifetime=-10), "not authenticated"),
     ],
     ids=["no-token", "garbage", "other-sa", "other-namespace", "other-audience", "expired"],

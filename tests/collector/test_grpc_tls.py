@@ -211,7 +211,7 @@ def test_unreadable_or_mismatched_files_are_config_errors_naming_the_key(
 ) -> None:
     from collector.config import ConfigError
 
-    cert, key = write_pair(ca, tmp_path / "tls")
+    cert, _ = write_pair(ca, tmp_path / "tls")
     with pytest.raises(ConfigError, match=r"tls\.key_file: cannot read"):
         make_service(cert, tmp_path / "missing.key")
     _, other_key = write_pair(ca, tmp_path / "other")

@@ -17,11 +17,13 @@ import base64
 import json
 import re
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import kmock
@@ -264,3 +266,56 @@ async def auth_api() -> AsyncIterator[FakeAuthApi]:
             yield fake
         finally:
             await fake.stop()
+
+
+class ThreadedAuthApi:
+    """The same API double on its own event loop in a thread, for tests that block.
+
+    End-to-end tests wait on real processes with blocking polls; kmock must keep
+    answering meanwhile, so it cannot share the test's loop.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.api: FakeAuthApi | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with auth_api() as api:
+            self.api = api
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> FakeAuthApi:
+        self._thread.start()
+        if not self._ready.wait(10) or self.api is None:
+            raise RuntimeError("the Kubernetes API double did not start")
+        return self.api
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig for the double (plain HTTP, no credentials: it checks none)."""
+        assert self.api is not None
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "kmock", "cluster": {"server": self.api.host}}],
+            "users": [{"name": "preflight-collector", "user": {}}],
+            "contexts": [
+                {"name": "kmock", "context": {"cluster": "kmock", "user": "preflight-collector"}}
+            ],
+            "current-context": "kmock",
+        }
+        path.write_text(json.dumps(config))
+        return path
