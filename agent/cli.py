@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agent.client import ReportClient
 from agent.config import AgentConfig, ConfigError, load_config, resolve_node_name
+from agent.identity import check_files
 from agent.plan import AgentPlan
 from agent.report import to_json
 from agent.runner import Agent, ProbeSet, agent_version, default_probes, run_cycle
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         config = effective_config(args)
         # The packaged profile's plan, loaded now: a bad --profile is a config error.
         plan = AgentPlan(config)
+        check_files(config.collector, str(args.config or "built-in defaults"))
     except ConfigError as error:
         print(f"preflight-agent: config error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG

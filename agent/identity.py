@@ -8,16 +8,30 @@ collector answers UNAUTHENTICATED, which the client treats as retryable.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import grpc
 
-from agent.config import CollectorTls
+from agent.config import CollectorEndpoint, CollectorTls, ConfigError
 
 log = logging.getLogger(__name__)
 
 # A projected token is about 1 KiB; anything far larger is not a token.
 MAX_TOKEN_BYTES = 16 * 1024
+
+
+def check_files(endpoint: CollectorEndpoint, source: str) -> None:
+    """Every TLS and token file the agent will read exists now; ConfigError naming the key."""
+    tls = endpoint.tls
+    for key, path in (
+        ("collector.tls.ca_file", tls.ca_file),
+        ("collector.tls.cert_file", tls.cert_file),
+        ("collector.tls.key_file", tls.key_file),
+        ("collector.token_file", endpoint.token_file),
+    ):
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(f"{source}: key '{key}': cannot read {path}")
 
 
 def channel_credentials(tls: CollectorTls) -> grpc.ChannelCredentials | None:

@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         load_profile(config.profile)
         # Reads the TLS and token files, so --check-config catches an unreadable one too.
-        service = CollectorService(config)
+        try:
+            service = CollectorService(config)
+        except ConfigError as error:
+            raise ConfigError(f"{args.config or 'built-in defaults'}: {error}") from None
     except ConfigError as error:
         print(f"preflight-collector: config error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG

@@ -39,6 +39,29 @@ def run(command: str, *args: str) -> subprocess.CompletedProcess[str]:
         ("preflight-collector", "listen:\n  grcp: 0.0.0.0:1\n", "listen.grcp"),
         ("preflight-collector", "heartbeat_interval: -3s\n", "heartbeat_interval"),
         ("preflight-collector", "profile: no-such-profile\n", "no-such-profile"),
+        ("preflight-collector", "auth:\n  mode: token-file\n", "auth"),
+        ("preflight-collector", "auth:\n  mode: password\n", "auth.mode"),
+        ("preflight-collector", "tls:\n  cert_file: /nonexistent.crt\n", "tls"),
+        (
+            "preflight-collector",
+            "tls:\n  cert_file: /nonexistent.crt\n  key_file: /nonexistent.key\n",
+            "tls.cert_file",
+        ),
+        (
+            "preflight-collector",
+            "auth:\n  mode: token-file\n  token_file: /nonexistent/token\n",
+            "auth.token_file",
+        ),
+        (
+            "preflight-agent",
+            "collector:\n  tls:\n    ca_file: /nonexistent.pem\n",
+            "collector.tls.ca_file",
+        ),
+        (
+            "preflight-agent",
+            "collector:\n  token_file: /nonexistent/token\n",
+            "collector.token_file",
+        ),
     ],
 )
 def test_bad_config_names_key_and_file_and_exits_2(
