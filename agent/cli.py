@@ -117,13 +117,15 @@ def main(argv: list[str] | None = None) -> int:
         config = effective_config(args)
         # The packaged profile's plan, loaded now: a bad --profile is a config error.
         plan = AgentPlan(config)
-        check_files(config.collector, str(args.config or "built-in defaults"))
+        if args.check_config:
+            # The config alone: the TLS and token files live where it is deployed.
+            print(f"preflight-agent: config OK ({args.config or 'built-in defaults'})")
+            return 0
+        if not args.once:
+            check_files(config.collector, str(args.config or "built-in defaults"))
     except ConfigError as error:
         print(f"preflight-agent: config error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.check_config:
-        print(f"preflight-agent: config OK ({args.config or 'built-in defaults'})")
-        return 0
     node_name = resolve_node_name(args.node_name, config)
     if args.once:
         asyncio.run(run_once(config, node_name, args.format, plan))

@@ -42,17 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         load_profile(config.profile)
-        # Reads the TLS and token files, so --check-config catches an unreadable one too.
+        if args.check_config:
+            # The config alone: the TLS and token files live where it is deployed.
+            print(f"preflight-collector: config OK ({args.config or 'built-in defaults'})")
+            return 0
         try:
-            service = CollectorService(config)
+            service = CollectorService(config)  # reads the TLS and token files
         except ConfigError as error:
             raise ConfigError(f"{args.config or 'built-in defaults'}: {error}") from None
     except ConfigError as error:
         print(f"preflight-collector: config error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.check_config:
-        print(f"preflight-collector: config OK ({args.config or 'built-in defaults'})")
-        return 0
     asyncio.run(serve(service))
     return 0
 

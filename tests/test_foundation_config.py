@@ -42,6 +42,22 @@ def run(command: str, *args: str) -> subprocess.CompletedProcess[str]:
         ("preflight-collector", "auth:\n  mode: token-file\n", "auth"),
         ("preflight-collector", "auth:\n  mode: password\n", "auth.mode"),
         ("preflight-collector", "tls:\n  cert_file: /nonexistent.crt\n", "tls"),
+    ],
+)
+def test_bad_config_names_key_and_file_and_exits_2(
+    tmp_path: Path, command: str, text: str, key: str
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    result = run(command, "--config", str(config), "--check-config")
+    assert result.returncode == 2, result.stderr
+    assert str(config) in result.stderr or "no-such-profile" in result.stderr
+    assert key in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "text", "key"),
+    [
         (
             "preflight-collector",
             "tls:\n  cert_file: /nonexistent.crt\n  key_file: /nonexistent.key\n",
@@ -64,15 +80,18 @@ def run(command: str, *args: str) -> subprocess.CompletedProcess[str]:
         ),
     ],
 )
-def test_bad_config_names_key_and_file_and_exits_2(
+def test_unreadable_tls_or_token_file_exits_2_at_start(
     tmp_path: Path, command: str, text: str, key: str
 ) -> None:
-    config = tmp_path / "bad.yaml"
-    config.write_text(text)
-    result = run(command, "--config", str(config), "--check-config")
+    """--check-config checks the config alone (it runs where the files are not, e.g. CI);
+    starting for real with a file missing exits 2 naming the key and the config file."""
+    config = tmp_path / "files.yaml"
+    config.write_text(text + ("listen:\n  grpc: 127.0.0.1:0\n  http: 127.0.0.1:0\n"
+                              if command == "preflight-collector" else ""))  # fmt: skip
+    assert run(command, "--config", str(config), "--check-config").returncode == 0
+    result = run(command, "--config", str(config))
     assert result.returncode == 2, result.stderr
-    assert str(config) in result.stderr or "no-such-profile" in result.stderr
-    assert key in result.stderr
+    assert key in result.stderr and str(config) in result.stderr
 
 
 @pytest.mark.parametrize("command", ["preflight-agent", "preflight-collector"])
