@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import json
 import re
 import secrets
@@ -30,6 +31,9 @@ import kmock
 from kmock import Response  # type: ignore[attr-defined]  # public, missing from __all__
 from kubernetes import client
 
+FIXTURE_NODES = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "kube" / "gpu-cluster" / "nodes.json"
+)
 AUDIENCE = "preflight-collector"
 BAD_SIGNATURE = (
     "[invalid bearer token, square/go-jose: error in cryptographic primitive, token lookup failed]"
@@ -109,6 +113,29 @@ def pod_object(grant: Grant) -> dict[str, Any]:
     }
 
 
+def node_object(name: str) -> dict[str, Any]:
+    """A complete Node (the fixture's CPU node, renamed), for the node list."""
+    template = json.loads(FIXTURE_NODES.read_text())["items"][-1]
+    node: dict[str, Any] = copy.deepcopy(template)
+    node["metadata"]["name"] = name
+    node["metadata"]["uid"] = str(uuid.uuid5(uuid.NAMESPACE_DNS, name))
+    node["metadata"]["labels"]["kubernetes.io/hostname"] = name
+    return node
+
+
+VERSION = {
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.4",
+    "gitCommit": "a78aa47129b8539636eb86a9d00e31b2720fe06b",
+    "gitTreeState": "clean",
+    "buildDate": "2024-12-10T11:36:46Z",
+    "goVersion": "go1.22.10",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
 @dataclass
 class FakeAuthApi:
     """What the kmock-served API answers; tests change it while it runs."""
@@ -122,6 +149,9 @@ class FakeAuthApi:
     # Accept TokenReviews but answer only after this many seconds (an API server stuck
     # behind an overloaded etcd); 0 answers at once.
     review_delay: float = 0.0
+    # The cluster's nodes: every node a token was issued for (the collector also reads
+    # /version and the node list, as in a cluster).
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     reviews: list[dict[str, Any]] = field(default_factory=list)
     pod_reads: list[str] = field(default_factory=list)
     server: kmock.Server | None = None
@@ -154,6 +184,7 @@ class FakeAuthApi:
         )
         token = make_token(grant)
         self.grants[token] = grant
+        self.nodes.setdefault(node, node_object(node))
         return token
 
     def review(self, body: Any) -> dict[str, Any]:
@@ -260,6 +291,20 @@ async def auth_api() -> AsyncIterator[FakeAuthApi]:
             pod = fake.pod(match[1], match[2])
             return _respond(200, pod) if pod else _respond(404, _not_found(match[1], match[2]))
 
+        def serve_version(request: kmock.Request) -> Response:
+            return _respond(200, VERSION)
+
+        def serve_nodes(request: kmock.Request) -> Response:
+            items = [fake.nodes[name] for name in sorted(fake.nodes)]
+            return _respond(
+                200,
+                {"kind": "NodeList", "apiVersion": "v1",
+                 "metadata": {"resourceVersion": "100100"}, "items": items},
+            )  # fmt: skip
+
+        # Generated clients ask for /version/ with a trailing slash.
+        handler["get", re.compile(r"/version/?")] << serve_version
+        handler["get /api/v1/nodes"] << serve_nodes
         handler["post /apis/authentication.k8s.io/v1/tokenreviews"] << serve_review
         handler["get", re.compile(r"/api/v1/namespaces/[^/]+/pods/[^/]+")] << serve_pod
         try:
