@@ -304,15 +304,15 @@ def test_rbac_exactly_as_needed(name: str) -> None:
     for agent_pod in agent_pods(objs):
         assert agent_pod["serviceAccountName"] == "preflight-agent"
         assert agent_pod["automountServiceAccountToken"] is False
+        # Its one token is for the collector alone: the API server refuses that audience.
+        sources = [
+            source
+            for volume in agent_pod["volumes"]
+            for source in volume.get("projected", {}).get("sources", [])
+            if "serviceAccountToken" in source
+        ]
+        assert [s["serviceAccountToken"]["audience"] for s in sources] == ["preflight-collector"]
     assert one(objs, "ServiceAccount", "preflight-agent")["automountServiceAccountToken"] is False
-    # Its one token is for the collector alone: the API server refuses that audience.
-    sources = [
-        source
-        for volume in agent_pod["volumes"]
-        for source in volume.get("projected", {}).get("sources", [])
-        if "serviceAccountToken" in source
-    ]
-    assert [s["serviceAccountToken"]["audience"] for s in sources] == ["preflight-collector"]
 
 
 @pytest.mark.parametrize("name", OVERLAYS)

@@ -52,11 +52,17 @@ def test_collector_serves_tls_from_its_secret_and_authenticates_agents(name: str
         assert {"key": inside, "path": inside} in volume["secret"]["items"]
 
 
+AGENT_DAEMONSETS = ("preflight-agent", "preflight-agent-gpu")
+
+
+@pytest.mark.parametrize("daemonset", AGENT_DAEMONSETS)
 @pytest.mark.parametrize("name", OVERLAYS)
-def test_agent_token_is_projected_for_the_collector_and_ca_is_public(name: str) -> None:
+def test_agent_token_is_projected_for_the_collector_and_ca_is_public(
+    name: str, daemonset: str
+) -> None:
     objs = render(name)
     config = config_of(objs, "agent")["collector"]
-    pod = one(objs, "DaemonSet", "preflight-agent")["spec"]["template"]["spec"]
+    pod = one(objs, "DaemonSet", daemonset)["spec"]["template"]["spec"]
     volume, inside = mounted(pod, config["token_file"])
     [source] = volume["projected"]["sources"]
     token = source["serviceAccountToken"]
