@@ -46,6 +46,11 @@ from kubernetes.config.config_exception import ConfigException
 
 from collector.config import KubernetesConfig
 from collector.kubeview import KubeNode, KubeView
+from collector.platformview import PlatformView
+
+# Reads the cluster add-ons with the API client of a node read (collector.kubeplatform);
+# None when there is nothing to read (the profile judges no add-on).
+PlatformReader = Callable[[Any, float], PlatformView | None]
 
 __all__ = [
     "STANDALONE_ERROR",
@@ -77,6 +82,9 @@ ROLE_PREFIX = "node-role.kubernetes.io/"
 CONTROL_PLANE_ROLES = frozenset({"control-plane", "master"})
 # kops and other 2020-era installers mark roles with this label instead (value = role).
 LEGACY_ROLE_LABEL = "kubernetes.io/role"
+# GPU Feature Discovery and the GPU Operator label nodes under this prefix (~40 labels).
+NVIDIA_LABEL_PREFIX = "nvidia.com/"
+MAX_NVIDIA_LABELS = 128
 _MAX_DETAIL = 300
 
 
@@ -252,6 +260,18 @@ def parse_node(raw: Any) -> KubeNode:
         isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "True"
         for c in conditions
     )
+    nvidia = sorted(
+        (key, value)
+        for key, value in labels.items()
+        if key.startswith(NVIDIA_LABEL_PREFIX) and isinstance(value, str)
+    )[:MAX_NVIDIA_LABELS]
+    ephemeral = _mapping(status.get("capacity"), f"node {name!r} status.capacity").get(
+        "ephemeral-storage"
+    )
+    try:
+        root_disk = parse_memory(ephemeral) if isinstance(ephemeral, str) else 0
+    except ValueError as e:
+        raise _Unreadable(f"node {name!r} capacity.ephemeral-storage: {e}") from e
     return KubeNode(
         name=name,
         control_plane=bool(roles & CONTROL_PLANE_ROLES),
@@ -268,6 +288,8 @@ def parse_node(raw: Any) -> KubeNode:
             info.get("containerRuntimeVersion"), "nodeInfo.containerRuntimeVersion"
         ),
         ready=ready,
+        capacity_ephemeral_storage_bytes=root_disk,
+        nvidia_labels=tuple(nvidia),
     )
 
 
@@ -385,6 +407,8 @@ class KubeSource:
         page_size: int = 500,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        platform_reader: PlatformReader | None = None,
+        platform_budget: float = 30.0,
     ) -> None:
         if mode not in ("auto", "in-cluster", "kubeconfig", "none"):
             raise ValueError(f"unknown Kubernetes mode {mode!r}")
@@ -398,6 +422,10 @@ class KubeSource:
         self.page_size = page_size
         # Version + a first page + slack; pages beyond that share it (30 s by default).
         self.read_deadline = request_timeout * 3
+        # Add-on reads (when the profile judges add-ons) share their own budget on top.
+        self.platform_reader = platform_reader
+        if platform_reader is not None:
+            self.read_deadline += platform_budget
         self._configuration = configuration
         self._environ = environ
         self._clock = clock
@@ -412,12 +440,14 @@ class KubeSource:
         *,
         configuration: k8s_client.Configuration | None = None,
         request_timeout: float = 10.0,
+        platform_reader: PlatformReader | None = None,
     ) -> KubeSource:
         return cls(
             config.mode,
             kubeconfig=config.kubeconfig,
             configuration=configuration,
             request_timeout=request_timeout,
+            platform_reader=platform_reader,
         )
 
     @property
@@ -549,11 +579,16 @@ class KubeSource:
                     break
             else:
                 raise _Unreadable("the node list never ends (continue tokens keep coming)")
+            # Never raises: each add-on read carries its own outcome (404, 403, error).
+            platform = (
+                self.platform_reader(api, self.request_timeout) if self.platform_reader else None
+            )
             return KubeView(
                 server_version=version,
                 nodes=tuple(sorted(nodes, key=lambda n: n.name)),
                 error=None,
                 fetched_at=self._clock(),
+                platform=platform,
             )
         except ApiException as e:
             error = _api_error(e, doing)
@@ -619,9 +654,12 @@ class KubeWatcher:
         config: KubernetesConfig,
         *,
         configuration: k8s_client.Configuration | None = None,
+        platform_reader: PlatformReader | None = None,
     ) -> KubeWatcher:
         """The watcher for `CollectorConfig.kubernetes`; `configuration` overrides the mode."""
-        source = KubeSource.from_config(config, configuration=configuration)
+        source = KubeSource.from_config(
+            config, configuration=configuration, platform_reader=platform_reader
+        )
         return cls(source, config.refresh_interval)
 
     def latest(self) -> KubeView:

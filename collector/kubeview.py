@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collector.platformview import PlatformView
+
 
 @dataclass(frozen=True)
 class KubeNode:
@@ -24,6 +26,11 @@ class KubeNode:
     kubelet_version: str
     container_runtime_version: str
     ready: bool
+    # Root-disk size as the kubelet reports it (capacity.ephemeral-storage); 0 = not reported.
+    capacity_ephemeral_storage_bytes: int = 0
+    # Only the node's nvidia.com/ labels (GPU Feature Discovery, GPU Operator), sorted and
+    # bounded: the other labels are roles (above) or of no use to any rule.
+    nvidia_labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,9 @@ class KubeView:
     nodes: tuple[KubeNode, ...] = ()
     error: str | None = "standalone: no Kubernetes API configured"
     fetched_at: float = 0.0
+    # The cluster add-ons (ingress, storage, GPU Operator, Prometheus, OpenShift) read beside
+    # the nodes; None when not read (standalone, or a source without platform reads).
+    platform: PlatformView | None = None
 
     @property
     def available(self) -> bool:

@@ -18,8 +18,10 @@ from collector.config import CollectorConfig
 from collector.exposition import Exposition
 from collector.ingest import ReportServicer, start_grpc_server
 from collector.kube import KubeWatcher
+from collector.kubeplatform import read_platform
 from collector.plan import PlanBook
-from collector.rules import cluster_ready, evaluate_all
+from collector.platformview import PlatformView
+from collector.rules import PLATFORM_REQUIREMENTS, cluster_ready, evaluate_all
 from collector.rules.hysteresis import HysteresisTracker
 from collector.rules.model import ClusterView, Verdict
 from collector.state import ClusterState
@@ -79,7 +81,11 @@ class CollectorService:
         self.certificates = CertificateSource(config.tls) if config.tls.enabled else None
         self.hysteresis = HysteresisTracker(self.profile.hysteresis)
         # An injected client configuration (tests: kmock) overrides kubernetes.mode.
-        self.kube = KubeWatcher.from_config(config.kubernetes, configuration=kube_configuration)
+        self.kube = KubeWatcher.from_config(
+            config.kubernetes,
+            configuration=kube_configuration,
+            platform_reader=self._read_platform,
+        )
         self.plans = PlanBook(self.profile, self.kube.latest)
         self.servicer = ReportServicer(
             self.state,
@@ -102,14 +108,22 @@ class CollectorService:
     def current_view(self) -> CollectorView:
         """A fresh snapshot with the latest verdicts (at most one evaluation interval old)."""
         snapshot = self.state.snapshot(time.time())
+        phases = self.profile.phase_requirements()
         return CollectorView(
             state=snapshot,
             verdicts=self._verdicts,
-            ready=tuple(cluster_ready(list(self._verdicts)).items()),
+            ready=tuple(cluster_ready(list(self._verdicts), phases).items()),
             kube=self.kube.latest(),
             profile_name=self.profile.name,
             plans=self.plans.index(),
+            phases=tuple(phases.items()),
         )
+
+    def _read_platform(self, api: object, request_timeout: float) -> PlatformView | None:
+        """The cluster add-ons, read only while the profile judges one of them (blocking)."""
+        if not PLATFORM_REQUIREMENTS & set(self.profile.requirement_phases()):
+            return None
+        return read_platform(api, request_timeout)
 
     def _profile_file_stamp(self) -> tuple[int, int] | None:
         """mtime and size of a profile given by path; None for a shipped one or no file."""

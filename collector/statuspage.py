@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from collector.kubeview import KubeNode
-from collector.rules import PHASE_REQUIREMENTS
 from collector.rules.model import Verdict
 from collector.state import NodeEntry
 from collector.view import CollectorView
@@ -140,7 +139,7 @@ def render_status_page(data: CollectorView) -> str:
     ]
     parts.append(_header(data, len(without_agent)))
     parts.append(_readiness(data))
-    parts.append(_requirements(data.verdicts, now))
+    parts.append(_requirements(data.verdicts, now, dict(data.phases)))
     parts.append(_egress_matrix(data.state.nodes, now))
     parts.append(_capacity(data, kube_nodes, without_agent))
     parts.append(_nodes(data.state.nodes, without_agent, now))
@@ -177,7 +176,7 @@ def _readiness(data: CollectorView) -> str:
         ready_words, not_ready_words = PHASE_WORDS.get(
             phase, (f"Ready for {phase}", f"NOT ready for {phase}")
         )
-        required = PHASE_REQUIREMENTS.get(phase, tuple(by_id))
+        required = dict(data.phases).get(phase, tuple(by_id))
         verdicts = [by_id[r] for r in required if r in by_id]
         blocking = [v for v in verdicts if v.status not in ("pass", "warn")]
         warnings = [v for v in verdicts if v.status == "warn"]
@@ -201,9 +200,11 @@ def _readiness(data: CollectorView) -> str:
     return f'<section id="readiness">{"".join(rows)}</section>'
 
 
-def _requirements(verdicts: tuple[Verdict, ...], now: float) -> str:
+def _requirements(
+    verdicts: tuple[Verdict, ...], now: float, phases: dict[str, tuple[str, ...]]
+) -> str:
     needed_for: dict[str, list[str]] = {}
-    for phase, required in PHASE_REQUIREMENTS.items():
+    for phase, required in phases.items():
         for r in required:
             needed_for.setdefault(r, []).append(phase)
     rows = []

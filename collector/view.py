@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from collector.kubeview import STANDALONE, KubeView
 from collector.plan import PlanIndex
+from collector.rules import PHASE_REQUIREMENTS
 from collector.rules.model import Verdict
 from collector.state import StateSnapshot
 
@@ -23,6 +24,8 @@ class CollectorView:
     profile_name: str = "runai-2020"
     # Which probe plan version each node should run (for "outdated plan").
     plans: PlanIndex = field(default_factory=PlanIndex)
+    # phase → requirement ids the profile needs for it (what "needed for" and readiness show).
+    phases: tuple[tuple[str, tuple[str, ...]], ...] = tuple(PHASE_REQUIREMENTS.items())
 
     @property
     def kubernetes_nodes(self) -> tuple[tuple[str, bool], ...]:

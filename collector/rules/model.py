@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from collector.kubeview import STANDALONE, KubeView
+from collector.platformview import PlatformView
 from collector.state import NodeEntry, StateSnapshot
 from preflight.profile import Profile
 
@@ -45,6 +46,15 @@ class ClusterView:
         if self.kube.available:
             return None
         return Verdict(requirement, "unknown", f"Kubernetes API: {self.kube.error}")
+
+    def platform_or_unknown(self, requirement: str) -> PlatformView | Verdict:
+        """The add-on facts a rule judges, or its `unknown` verdict when there are none."""
+        unknown = self.unknown_without_kubernetes(requirement)
+        if unknown:
+            return unknown
+        if self.kube.platform is None:
+            return Verdict(requirement, "unknown", "cluster add-ons were not read")
+        return self.kube.platform
 
 
 def count(n: int, noun: str) -> str:

@@ -9,14 +9,29 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_file
+from preflight.profile_sections import (
+    DEFAULT_REQUIREMENTS,
+    PHASES,
+    ContainerRuntimeRule,
+    GpuOperatorRule,
+    Phase,
+    SystemNodesRule,
+    VersionRange,
+    check_requirements,
+)
 
 
 class KubernetesVersionRule(StrictModel):
     minimum: str = Field(pattern=r"^v?\d+\.\d+")
-    recommended: str = Field(pattern=r"^v?\d+\.\d+")
+    # Below it (and at or above minimum): warn. None: nothing beyond the minimum is advised.
+    recommended: str | None = Field(default=None, pattern=r"^v?\d+\.\d+")
+    # The newest validated release; newer is a warning ("not yet validated"), never a fail.
+    maximum: str | None = Field(default=None, pattern=r"^v?\d+\.\d+")
+    # OpenShift clusters are judged by their own version (ClusterVersion), in this range.
+    openshift: VersionRange | None = None
 
 
 class ControlPlaneRule(StrictModel):
@@ -62,6 +77,27 @@ class Profile(StrictModel):
     shared_volume: SharedVolumeRule = Field(default_factory=SharedVolumeRule)
     egress: EgressRule
     hysteresis: Hysteresis = Field(default_factory=Hysteresis)
+    system_nodes: SystemNodesRule | None = None
+    gpu_operator: GpuOperatorRule | None = None
+    container_runtime: ContainerRuntimeRule | None = None
+    # requirement id → phases that need it; absent: the 2020 set (DEFAULT_REQUIREMENTS).
+    requirements: dict[str, tuple[Phase, ...]] | None = None
+
+    @field_validator("requirements")
+    @classmethod
+    def _known_requirements(
+        cls, value: dict[str, tuple[Phase, ...]] | None
+    ) -> dict[str, tuple[Phase, ...]] | None:
+        return None if value is None else check_requirements(value)
+
+    def requirement_phases(self) -> dict[str, tuple[Phase, ...]]:
+        """requirement id → phases, as this profile judges them."""
+        return dict(DEFAULT_REQUIREMENTS if self.requirements is None else self.requirements)
+
+    def phase_requirements(self) -> dict[str, tuple[str, ...]]:
+        """phase → the requirement ids that must hold for it."""
+        mapping = self.requirement_phases()
+        return {p: tuple(r for r, phases in mapping.items() if p in phases) for p in PHASES}
 
     def targets_of_phase(self, phase: str) -> tuple[ProfileTarget, ...]:
         return tuple(t for t in self.egress.targets if t.phase == phase)

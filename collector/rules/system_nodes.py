@@ -1,0 +1,86 @@
+"""system_nodes: enough nodes labelled for the Run:ai system services, each big enough.
+
+Run:ai 2.9+ runs its own services on nodes labelled `node-role.kubernetes.io/runai-system`
+(profile: how many, and cores / memory / root disk each). Without any labelled node Run:ai
+schedules its services anywhere: every node then counts as a system node, and the verdict
+says so (warn). Sizes come from the node's agent where one reports (what the machine has),
+else from the node's Kubernetes capacity; the root disk from the kubelet's
+ephemeral-storage capacity.
+"""
+
+from __future__ import annotations
+
+from collector.kubeview import KubeNode
+from collector.rules.model import ClusterView, Verdict, count, names
+
+REQUIREMENT = "system_nodes"
+GB = 1e9
+ROLE_PREFIX = "node-role.kubernetes.io/"
+
+
+def _size(view: ClusterView, node: KubeNode) -> tuple[float, int]:
+    entry = view.state.node(node.name)
+    if entry is not None and entry.up and entry.report.HasField("hardware"):
+        hw = entry.report.hardware
+        return float(hw.logical_cores), hw.memory_total_bytes
+    return node.capacity_cpu, node.capacity_memory_bytes
+
+
+def evaluate(view: ClusterView) -> Verdict:
+    unknown = view.unknown_without_kubernetes(REQUIREMENT)
+    if unknown:
+        return unknown
+    rule = view.profile.system_nodes
+    if rule is None:
+        return Verdict(REQUIREMENT, "unknown", "the profile sets no system-node sizes")
+    role = rule.label.removeprefix(ROLE_PREFIX)
+    labelled = [n for n in view.kube.nodes if role in n.roles]
+    candidates = labelled or list(view.kube.nodes)
+    wanted = f"{rule.cpus} cores, {rule.memory_bytes / GB:g} GB" + (
+        f", {rule.root_disk_bytes / GB:g} GB root disk" if rule.root_disk_bytes else ""
+    )
+    undersized: list[str] = []
+    flagged: list[str] = []
+    for node in candidates:
+        cpus, memory = _size(view, node)
+        problems = []
+        if cpus < rule.cpus:
+            problems.append(f"{cpus:g} cores")
+        if memory < rule.memory_bytes:
+            problems.append(f"{memory / GB:.1f} GB")
+        disk = node.capacity_ephemeral_storage_bytes
+        if rule.root_disk_bytes and 0 < disk < rule.root_disk_bytes:
+            problems.append(f"{disk / GB:.0f} GB root disk")
+        if problems:
+            flagged.append(node.name)
+            undersized.append(f"{node.name} ({', '.join(problems)})")
+    if len(candidates) < rule.minimum:
+        what = f"labelled {rule.label}" if labelled else "in the cluster"
+        return Verdict(
+            REQUIREMENT,
+            "fail",
+            f"{count(len(candidates), 'node')} {what}; "
+            f"at least {rule.minimum} needed ({wanted} each)",
+            nodes=tuple(n.name for n in candidates),
+        )
+    if not labelled:
+        detail = f"; undersized: {names(undersized)}" if undersized else ""
+        return Verdict(
+            REQUIREMENT,
+            "warn",
+            f"no node labelled {rule.label}: every node counts as a system node{detail}",
+            nodes=tuple(flagged),
+        )
+    if undersized:
+        return Verdict(
+            REQUIREMENT,
+            "warn",
+            f"{count(len(undersized), 'system node')} below {wanted}: {names(undersized)}",
+            nodes=tuple(flagged),
+        )
+    return Verdict(
+        REQUIREMENT,
+        "pass",
+        f"{count(len(labelled), 'system node')} (≥ {rule.minimum}), each ≥ {wanted}",
+        nodes=tuple(n.name for n in labelled),
+    )

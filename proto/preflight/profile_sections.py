@@ -1,0 +1,81 @@
+"""Profile sections added by the later Run:ai releases (runai-2.13, -2.18, -2.25).
+
+Each section is optional in a profile and configures one requirement rule of
+collector/rules; `requirements` says which rules a profile judges, and for which phase.
+A profile without `requirements` (runai-2020) judges the 2020 set (DEFAULT_REQUIREMENTS).
+Kept in the shared `preflight` package beside the profile model, so `preflight profiles`
+reads and prints the same data the collector judges by.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from preflight.configfile import StrictModel
+
+Phase = Literal["install", "runtime"]
+PHASES: tuple[Phase, ...] = ("install", "runtime")
+
+# Requirement ids (DESIGN.md §1, settled) and the 2020 phases, for profiles that do not say.
+DEFAULT_REQUIREMENTS: dict[str, tuple[Phase, ...]] = {
+    "kubernetes_version": ("install", "runtime"),
+    "control_plane_hardware": ("install",),
+    "shared_volume": ("install", "runtime"),
+    "egress_install": ("install",),
+    "egress_runtime": ("runtime",),
+    "agent_coverage": ("install", "runtime"),
+    "gpu_nodes": ("install", "runtime"),
+}
+KNOWN_REQUIREMENTS = (
+    *DEFAULT_REQUIREMENTS,
+    "system_nodes",
+    "gpu_operator",
+    "ingress_controller",
+    "prometheus_stack",
+    "default_storage_class",
+    "container_runtime",
+)
+VERSION_PATTERN = r"^v?\d+(\.\d+){1,2}$"
+
+
+class VersionRange(StrictModel):
+    """Inclusive on both ends; a bound given as major.minor covers every patch of it."""
+
+    minimum: str = Field(pattern=VERSION_PATTERN)
+    maximum: str | None = Field(default=None, pattern=VERSION_PATTERN)
+
+
+class SystemNodesRule(StrictModel):
+    label: str = "node-role.kubernetes.io/runai-system"
+    minimum: int = Field(default=1, ge=1)
+    cpus: int = Field(ge=1)
+    memory_bytes: int = Field(ge=1)
+    root_disk_bytes: int = Field(default=0, ge=0)
+
+
+class GpuOperatorRule(StrictModel):
+    versions: VersionRange
+    # Versions the release notes exclude inside the range ("1.10", "1.11"): prefix match.
+    excluded: tuple[str, ...] = ()
+    # GFD labels every GPU node must carry; "a|b" accepts either name (GFD renamed some).
+    gfd_labels: tuple[str, ...] = ()
+
+
+class ContainerRuntimeRule(StrictModel):
+    # nodeInfo.containerRuntimeVersion is "<name>://<version>"; these are allowed names.
+    allowed: tuple[str, ...] = Field(min_length=1)
+
+
+def check_requirements(value: dict[str, tuple[Phase, ...]]) -> dict[str, tuple[Phase, ...]]:
+    """The `requirements` mapping of a profile: known ids, each with at least one phase."""
+    unknown = sorted(set(value) - set(KNOWN_REQUIREMENTS))
+    if unknown:
+        raise ValueError(
+            f"unknown requirement ids {unknown}; known: {', '.join(KNOWN_REQUIREMENTS)}"
+        )
+    for rid, phases in value.items():
+        if not phases:
+            raise ValueError(f"requirement {rid!r} lists no phase")
+    return value
