@@ -28,6 +28,8 @@ def evaluate(view: ClusterView) -> Verdict:
     if unknown:
         return unknown
     wanted = view.profile.control_plane
+    if wanted is None:
+        return Verdict(REQUIREMENT, "unknown", "the profile sets no control-plane size")
     control_planes = [n for n in view.kube.nodes if n.control_plane]
     if not control_planes:
         return Verdict(REQUIREMENT, "pass", "no control-plane node visible (managed control plane)")

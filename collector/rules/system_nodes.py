@@ -78,6 +78,14 @@ def evaluate(view: ClusterView) -> Verdict:
             f"{count(len(undersized), 'system node')} below {wanted}: {names(undersized)}",
             nodes=tuple(flagged),
         )
+    if rule.recommended is not None and len(labelled) < rule.recommended:
+        return Verdict(
+            REQUIREMENT,
+            "warn",
+            f"{count(len(labelled), 'system node')}, each ≥ {wanted}; "
+            f"{rule.recommended} are recommended",
+            nodes=tuple(n.name for n in labelled),
+        )
     return Verdict(
         REQUIREMENT,
         "pass",

@@ -73,7 +73,8 @@ class Profile(StrictModel):
     name: str
     description: str = ""
     kubernetes_version: KubernetesVersionRule
-    control_plane: ControlPlaneRule
+    # The Kubernetes master's advised size (2020); later releases give none.
+    control_plane: ControlPlaneRule | None = None
     shared_volume: SharedVolumeRule = Field(default_factory=SharedVolumeRule)
     egress: EgressRule
     hysteresis: Hysteresis = Field(default_factory=Hysteresis)

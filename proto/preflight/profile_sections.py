@@ -50,6 +50,8 @@ class VersionRange(StrictModel):
 class SystemNodesRule(StrictModel):
     label: str = "node-role.kubernetes.io/runai-system"
     minimum: int = Field(default=1, ge=1)
+    # Fewer labelled nodes than this (but at least `minimum`) is a warning.
+    recommended: int | None = Field(default=None, ge=1)
     cpus: int = Field(ge=1)
     memory_bytes: int = Field(ge=1)
     root_disk_bytes: int = Field(default=0, ge=0)
