@@ -276,19 +276,35 @@ def test_rbac_exactly_as_needed(name: str) -> None:
     role = one(objs, "ClusterRole")
     assert role["metadata"]["name"] == "preflight-collector"
     rules = {
-        (group, resource, verb)
+        (group, resource, verb, tuple(rule.get("resourceNames", ())))
         for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
+    # The add-on reads of collector/kubeplatform.py: lists, and gets of named objects only.
     assert rules == {
-        ("", "nodes", "get"),
-        ("", "nodes", "list"),
-        ("", "nodes", "watch"),
-        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("", "nodes", "get", ()),
+        ("", "nodes", "list", ()),
+        ("", "nodes", "watch", ()),
+        ("authentication.k8s.io", "tokenreviews", "create", ()),
+        ("networking.k8s.io", "ingressclasses", "list", ()),
+        ("storage.k8s.io", "storageclasses", "list", ()),
+        ("nvidia.com", "clusterpolicies", "list", ()),
+        ("monitoring.coreos.com", "prometheuses", "list", ()),
+        (
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "get",
+            ("prometheuses.monitoring.coreos.com",),
+        ),
+        ("config.openshift.io", "clusterversions", "get", ("version",)),
+        ("apps", "deployments", "get", ("gpu-operator",)),
     }
-    assert all(set(rule) == {"apiGroups", "resources", "verbs"} for rule in role["rules"])
+    assert all(
+        set(rule) <= {"apiGroups", "resources", "resourceNames", "verbs"} for rule in role["rules"]
+    )
+    assert not any("secrets" in rule["resources"] for rule in role["rules"])
     binding = one(objs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
