@@ -43,6 +43,13 @@ REQUIRED_ALERTS = {
     "PreflightNodeWithoutAgent",
     "PreflightKubernetesVersionUnsupported",
     "PreflightClusterNotReady",
+    "PreflightSystemNodesInsufficient",
+    "PreflightGPUOperatorMissing",
+    "PreflightGPUOperatorDegraded",
+    "PreflightIngressControllerMissing",
+    "PreflightPrometheusStackMissing",
+    "PreflightDefaultStorageClassMissing",
+    "PreflightContainerRuntimeUnsupported",
 }
 
 # Identifying labels each alert's output carries; summary/description must name them.
@@ -59,6 +66,13 @@ NAMED_LABELS: dict[str, tuple[str, ...]] = {
     "PreflightNodeWithoutAgent": ("node",),
     "PreflightKubernetesVersionUnsupported": ("requirement",),
     "PreflightClusterNotReady": ("phase",),
+    "PreflightSystemNodesInsufficient": ("requirement",),
+    "PreflightGPUOperatorMissing": ("requirement",),
+    "PreflightGPUOperatorDegraded": ("requirement",),
+    "PreflightIngressControllerMissing": ("requirement",),
+    "PreflightPrometheusStackMissing": ("requirement",),
+    "PreflightDefaultStorageClassMissing": ("requirement",),
+    "PreflightContainerRuntimeUnsupported": ("requirement",),
 }
 # Alerts keyed on preflight_egress_up, which has no reason label: the reason is looked
 # up with a template query so that a changing reason does not restart `for:`.
@@ -194,5 +208,6 @@ def test_rule_tests_directory_is_complete() -> None:
         "shared_volume.test.yaml",
         "coverage.test.yaml",
         "cluster.test.yaml",
+        "platform.test.yaml",
     }
     assert all(isinstance(p, Path) for p in RULE_TESTS)
