@@ -21,18 +21,18 @@ def _gpu_nodes(view: ClusterView) -> list[str]:
     """Nodes with GPUs, by Kubernetes capacity or by the agent's PCI scan."""
     found = []
     for node in view.kube.nodes:
-        entry = view.state.node(node.name)
+        entry = view.entries.get(node.name)
         pci = entry.report.gpus.pci_count if entry is not None and entry.up else 0
         if node.capacity_gpus > 0 or pci > 0:
             found.append(node.name)
     return found
 
 
-def _missing_labels(view: ClusterView, wanted: tuple[str, ...]) -> list[str]:
+def _missing_labels(view: ClusterView, wanted: tuple[str, ...], gpu_nodes: list[str]) -> list[str]:
     """`node (label, label)` for GPU nodes lacking a wanted GFD label."""
     nodes = {n.name: n for n in view.kube.nodes}
     out = []
-    for name in _gpu_nodes(view):
+    for name in gpu_nodes:
         present = {k for k, _ in nodes[name].nvidia_labels}
         missing = [w for w in wanted if not any(a in present for a in w.split("|"))]
         if missing:
@@ -116,13 +116,14 @@ def evaluate(view: ClusterView) -> Verdict:
                 problems.append(f"GPU Operator {version} ({source}) is excluded ({excluded[0]})")
             else:
                 facts.append(f"version {version} ({source}) within {span}")
-        missing = _missing_labels(view, rule.gfd_labels)
+        gpu_nodes = _gpu_nodes(view)
+        missing = _missing_labels(view, rule.gfd_labels, gpu_nodes)
         if missing:
             problems.append(
                 f"GFD labels missing on {count(len(missing), 'GPU node')}: {names(missing, 3)}"
             )
         elif rule.gfd_labels:
-            facts.append(f"GFD labels on {count(len(_gpu_nodes(view)), 'GPU node')}")
+            facts.append(f"GFD labels on {count(len(gpu_nodes), 'GPU node')}")
     if problems:
         return Verdict(REQUIREMENT, "warn", "; ".join(problems))
     return Verdict(REQUIREMENT, "pass", "GPU Operator: " + ", ".join(facts))

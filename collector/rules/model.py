@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from collector.kubeview import STANDALONE, KubeView
@@ -36,6 +37,11 @@ class ClusterView:
     profile: Profile
     now: float
     kube: KubeView = STANDALONE
+
+    @cached_property
+    def entries(self) -> dict[str, NodeEntry]:
+        """Agent entries by node name (StateSnapshot.node scans; rules over all nodes use this)."""
+        return {n.name: n for n in self.state.nodes}
 
     @property
     def live_nodes(self) -> tuple[NodeEntry, ...]:

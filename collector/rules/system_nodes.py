@@ -19,7 +19,7 @@ ROLE_PREFIX = "node-role.kubernetes.io/"
 
 
 def _size(view: ClusterView, node: KubeNode) -> tuple[float, int]:
-    entry = view.state.node(node.name)
+    entry = view.entries.get(node.name)
     if entry is not None and entry.up and entry.report.HasField("hardware"):
         hw = entry.report.hardware
         return float(hw.logical_cores), hw.memory_total_bytes
