@@ -17,8 +17,8 @@ import statistics
 import time
 
 from collector.kubeview import KubeView
-from collector.profile import load_profile, shipped_profiles
 from collector.rules import evaluate_all
+from preflight.profile import load_profile, shipped_profiles
 from tests.collector.test_rules_runai import GFD, healthy_platform, node, system
 from tests.rule_fixtures import NOW, entry, report, view
 

@@ -30,7 +30,7 @@ def profiles(name: str | None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from collector.profile import load_profile
+    from preflight.profile import load_profile
     from preflight.profile_table import rows, shipped
 
     console = Console()

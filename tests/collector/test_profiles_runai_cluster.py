@@ -18,9 +18,9 @@ import grpc.aio
 import pytest
 
 from collector.config import CollectorConfig, KubernetesConfig, ListenConfig
-from collector.profile import load_profile
 from collector.rules.model import Verdict
 from collector.service import CollectorService
+from preflight.profile import load_profile
 from preflight.v1 import report_pb2_grpc as pb_grpc
 from tests.rule_fixtures import report
 from tests.support.kube_cluster import NOT_FOUND, ClusterApi, cluster_api, version_info

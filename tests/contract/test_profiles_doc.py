@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from collector.config import CollectorConfig
-from collector.profile import load_profile, shipped_profiles
 from preflight import cli
+from preflight.profile import load_profile, shipped_profiles
 from preflight.profile_table import BEGIN, END, markdown, render_doc, shipped
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "profiles.md"
-PROFILES = REPO / "collector" / "profiles"
+PROFILES = REPO / "proto" / "preflight" / "profiles"
 REFERENCE = Path("/work/shared/reference/runai-requirements-2023-2026.md")
 LATER = ("runai-2.13", "runai-2.18", "runai-2.25")
 # Source codes of reference/runai-requirements-2023-2026.md, and "(ours)".
