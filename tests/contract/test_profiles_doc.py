@@ -7,13 +7,15 @@ the later profiles cites a source code of the reference; runai-2020 stays the de
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from collector.config import CollectorConfig
 from preflight import cli
-from preflight.profile import load_profile, shipped_profiles
+from preflight.profile import Profile, load_profile, shipped_profiles
 from preflight.profile_table import BEGIN, END, markdown, render_doc, shipped
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,3 +121,32 @@ def test_preflight_profiles_unknown_name_is_a_config_error(
 ) -> None:
     assert cli.main(["profiles", "runai-9.99"]) == 2
     assert "runai-9.99" in capsys.readouterr().err
+
+
+def _leaf_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
+    """(section, field) of every setting of a profile model, nested models flattened."""
+    out: list[tuple[str, str]] = []
+    for name, info in model.model_fields.items():
+        nested = [
+            a
+            for a in (info.annotation, *typing.get_args(info.annotation))
+            for a in (a, *typing.get_args(a))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if nested:
+            out.extend(_leaf_fields(nested[0], f"{prefix}{name}."))
+        else:
+            out.append((prefix.rstrip(".") or name, name))
+    return out
+
+
+def test_every_profile_key_is_documented() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    table = text.split("## Profile file keys", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    missing = [
+        f"{section}.{name}"
+        for section, name in _leaf_fields(Profile)
+        if not any(f"`{section}" in row.split("|")[1] and name in row for row in rows)
+    ]
+    assert not missing, missing
