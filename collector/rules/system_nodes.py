@@ -4,8 +4,8 @@ Run:ai 2.9+ runs its own services on nodes labelled `node-role.kubernetes.io/run
 (profile: how many, and cores / memory / root disk each). Without any labelled node Run:ai
 schedules its services anywhere: every node then counts as a system node, and the verdict
 says so (warn). Sizes come from the node's agent where one reports (what the machine has),
-else from the node's Kubernetes capacity; the root disk from the kubelet's
-ephemeral-storage capacity.
+else from the node's Kubernetes capacity; the root disk from the agent's root filesystem,
+else from the kubelet's ephemeral-storage capacity.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ GB = 1e9
 ROLE_PREFIX = "node-role.kubernetes.io/"
 
 
-def _size(view: ClusterView, node: KubeNode) -> tuple[float, int]:
+def _size(view: ClusterView, node: KubeNode) -> tuple[float, int, int]:
+    """(cores, memory bytes, root-disk bytes; 0 = unknown) of a node."""
     entry = view.entries.get(node.name)
     if entry is not None and entry.up and entry.report.HasField("hardware"):
         hw = entry.report.hardware
-        return float(hw.logical_cores), hw.memory_total_bytes
-    return node.capacity_cpu, node.capacity_memory_bytes
+        root = next((f.capacity_bytes for f in hw.filesystems if f.role == "root"), 0)
+        disk = root or node.capacity_ephemeral_storage_bytes
+        return float(hw.logical_cores), hw.memory_total_bytes, disk
+    return node.capacity_cpu, node.capacity_memory_bytes, node.capacity_ephemeral_storage_bytes
 
 
 def evaluate(view: ClusterView) -> Verdict:
@@ -42,13 +45,12 @@ def evaluate(view: ClusterView) -> Verdict:
     undersized: list[str] = []
     flagged: list[str] = []
     for node in candidates:
-        cpus, memory = _size(view, node)
+        cpus, memory, disk = _size(view, node)
         problems = []
         if cpus < rule.cpus:
             problems.append(f"{cpus:g} cores")
         if memory < rule.memory_bytes:
             problems.append(f"{memory / GB:.1f} GB")
-        disk = node.capacity_ephemeral_storage_bytes
         if rule.root_disk_bytes and 0 < disk < rule.root_disk_bytes:
             problems.append(f"{disk / GB:.0f} GB root disk")
         if problems:

@@ -268,6 +268,14 @@ def test_system_node_size_comes_from_its_agent_when_one_reports() -> None:
     assert verdict.nodes == ("sys-1",)
 
 
+def test_system_node_root_disk_comes_from_its_agent_when_one_reports() -> None:
+    message = report("sys-2", cores=16, memory=64 * GB)
+    message.hardware.filesystems.add(role="root", path="/", capacity_bytes=40 * GB)
+    verdict = system_nodes.evaluate(cluster_view(reports=(entry(message),)))
+    assert verdict.status == "warn"
+    assert "sys-2 (40 GB root disk)" in verdict.reason
+
+
 # --- container_runtime ---------------------------------------------------------------------
 
 
