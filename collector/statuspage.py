@@ -156,6 +156,9 @@ def _header(data: CollectorView, missing: int) -> str:
         counts += f", {missing} Kubernetes nodes without an agent"
     if data.kube.available:
         kube = f"Kubernetes {esc(data.kube.server_version)}, {len(data.kube.nodes)} nodes"
+        platform = data.kube.platform
+        if platform is not None and platform.openshift.ok and platform.openshift_version:
+            kube += f" (OpenShift {esc(platform.openshift_version)})"
     else:
         kube = f'Kubernetes: <span class="warn">{esc(data.kube.error)}</span>'
     return (

@@ -198,6 +198,8 @@ async def test_openshift_is_judged_by_its_version_and_a_forbidden_read_names_the
             ),
         )
         assert "OpenShift 4.18.21" in by_id["kubernetes_version"].reason
+        _, page = await asyncio.to_thread(_get, f"http://127.0.0.1:{collector.http_port}/")
+        assert "Kubernetes v1.31.9, 6 nodes (OpenShift 4.18.21)" in page
         api.answers["ingressclasses"] = (
             403,
             {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403},
