@@ -30,6 +30,14 @@ def _span(minimum: str, maximum: str | None) -> str:
     return f"{minimum}–{maximum}" if maximum else f"≥ {minimum}"
 
 
+def _targets(profile: Profile, phase: str) -> str:
+    shown = [
+        t.name + (" (system nodes)" if t.scope == "system" else "")
+        for t in profile.targets_of_phase(phase)
+    ]
+    return ", ".join(shown) or DASH
+
+
 def rows(profile: Profile) -> list[tuple[str, str]]:
     """(setting, value) of one profile, in the table's order; DASH where it does not apply."""
     k8s = profile.kubernetes_version
@@ -69,8 +77,8 @@ def rows(profile: Profile) -> list[tuple[str, str]]:
         ("GPU Operator", operator),
         ("GFD labels on GPU nodes", gfd),
         ("container runtime", runtime),
-        ("egress, install", ", ".join(t.name for t in profile.targets_of_phase("install")) or DASH),
-        ("egress, runtime", ", ".join(t.name for t in profile.targets_of_phase("runtime")) or DASH),
+        ("egress, install", _targets(profile, "install")),
+        ("egress, runtime", _targets(profile, "runtime")),
     ]
     for requirement in KNOWN_REQUIREMENTS:
         out.append((f"`{requirement}`", ", ".join(phases.get(requirement, ())) or DASH))

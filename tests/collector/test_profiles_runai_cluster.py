@@ -59,7 +59,9 @@ async def api() -> AsyncIterator[ClusterApi]:
         yield served
 
 
-async def start(api: ClusterApi, profile: str) -> CollectorService:
+async def start(
+    api: ClusterApi, profile: str, down: dict[str, dict[str, str]] | None = None
+) -> CollectorService:
     config = CollectorConfig(
         listen=ListenConfig(grpc="127.0.0.1:0", http="127.0.0.1:0"),
         profile=profile,
@@ -71,10 +73,16 @@ async def start(api: ClusterApi, profile: str) -> CollectorService:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
         stub = pb_grpc.CollectorStub(channel)
         for name, gpus in AGENTS.items():
-            await stub.Report(
-                report(name, cores=16, memory=64 * 10**9, pci=gpus, driver=gpus, targets=targets),
-                timeout=5,
+            message = report(
+                name,
+                cores=16,
+                memory=64 * 10**9,
+                pci=gpus,
+                driver=gpus,
+                targets=targets,
+                down=(down or {}).get(name),
             )
+            await stub.Report(message, timeout=5)
     return collector
 
 
@@ -249,3 +257,24 @@ async def test_outputs_carry_the_new_requirements(api: ClusterApi) -> None:
     # The storage class is needed for install only, per the profile.
     row = page.split('data-requirement="default_storage_class"', 1)[1].split("</tr>", 1)[0]
     assert ">install<" in row and "runtime" not in row
+
+
+async def test_system_scoped_targets_are_required_from_system_nodes_only(api: ClusterApi) -> None:
+    # runai-2.25: huggingface.co from (control-plane) system nodes only (G3).
+    supported_cluster(api, "runai-2.25")
+    collector = await start(
+        api, "runai-2.25", down={"dgx-1": {"huggingface.co": "connect_timeout"}}
+    )
+    try:
+        by_id = await verdicts_when(collector, lambda v: v["egress_runtime"].status == "pass")
+        assert by_id["egress_runtime"].status == "pass"
+    finally:
+        await collector.stop()
+    collector = await start(
+        api, "runai-2.25", down={"sys-2": {"huggingface.co": "connect_timeout"}}
+    )
+    try:
+        by_id = await verdicts_when(collector, lambda v: v["egress_runtime"].status == "fail")
+        assert "sys-2" in by_id["egress_runtime"].reason
+    finally:
+        await collector.stop()
