@@ -13,6 +13,7 @@ from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.probes import results as r
+from agent.probes.clock import ClockFacts
 from preflight.enums import (
     DRIVER_STATUSES,
     KERNEL_MODULES,
@@ -184,6 +185,17 @@ def _egress(result: r.EgressResult) -> pb.EgressResult:
     if result.certificate is not None:
         message.certificate.CopyFrom(_certificate(result.certificate))
     return message
+
+
+def clock_facts(facts: ClockFacts) -> pb.ClockFacts:
+    return pb.ClockFacts(
+        available=facts.available,
+        synchronised=facts.synchronised,
+        state=facts.state,
+        estimated_error_seconds=facts.estimated_error_seconds,
+        maximum_error_seconds=facts.maximum_error_seconds,
+        error=facts.error,
+    )
 
 
 def to_json(report: pb.NodeReport) -> str:

@@ -8,13 +8,13 @@ one entry below. See docs/architecture.md.
 
 from __future__ import annotations
 
-from agent.kinds import egress, gpus, hardware, mounts
+from agent.kinds import clock, egress, gpus, hardware, mounts
 from agent.kinds.base import AnyKind, KindContext, ProbeKind
 
 __all__ = ["KINDS", "AnyKind", "KindContext", "ProbeKind", "by_name"]
 
 # Report and text order.
-KINDS: tuple[AnyKind, ...] = (hardware.KIND, gpus.KIND, mounts.KIND, egress.KIND)
+KINDS: tuple[AnyKind, ...] = (hardware.KIND, gpus.KIND, mounts.KIND, egress.KIND, clock.KIND)
 
 
 def by_name(name: str) -> AnyKind:

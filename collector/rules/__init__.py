@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 from collector.rules import (
     agent_coverage,
+    clock_sync,
     container_runtime,
     control_plane_hardware,
     default_storage_class,
@@ -45,6 +46,7 @@ RULES: dict[str, Rule] = {
     "prometheus_stack": prometheus_stack.evaluate,
     "default_storage_class": default_storage_class.evaluate,
     "container_runtime": container_runtime.evaluate,
+    "clock_sync": clock_sync.evaluate,
 }
 assert tuple(RULES) == KNOWN_REQUIREMENTS, "every known requirement id has exactly one rule"
 REQUIREMENTS = tuple(RULES)

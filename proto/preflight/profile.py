@@ -15,6 +15,7 @@ from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_f
 from preflight.profile_sections import (
     DEFAULT_REQUIREMENTS,
     PHASES,
+    ClockSyncRule,
     ContainerRuntimeRule,
     GpuOperatorRule,
     Phase,
@@ -81,6 +82,7 @@ class Profile(StrictModel):
     system_nodes: SystemNodesRule | None = None
     gpu_operator: GpuOperatorRule | None = None
     container_runtime: ContainerRuntimeRule | None = None
+    clock_sync: ClockSyncRule | None = None
     # requirement id → phases that need it; absent: the 2020 set (DEFAULT_REQUIREMENTS).
     requirements: dict[str, tuple[Phase, ...]] | None = None
 

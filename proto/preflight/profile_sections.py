@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from preflight.configfile import StrictModel
+from preflight.configfile import Duration, StrictModel
 
 Phase = Literal["install", "runtime"]
 PHASES: tuple[Phase, ...] = ("install", "runtime")
@@ -36,6 +36,7 @@ KNOWN_REQUIREMENTS = (
     "prometheus_stack",
     "default_storage_class",
     "container_runtime",
+    "clock_sync",
 )
 VERSION_PATTERN = r"^v?\d+(\.\d+){1,2}$"
 
@@ -63,6 +64,12 @@ class GpuOperatorRule(StrictModel):
     excluded: tuple[str, ...] = ()
     # GFD labels every GPU node must carry; "a|b" accepts either name (GFD renamed some).
     gfd_labels: tuple[str, ...] = ()
+
+
+class ClockSyncRule(StrictModel):
+    # A node's clock further than this from the collector's fails (preinstall-diagnostics:
+    # 1 minute between pods). The measured skew includes the report's network delay.
+    max_skew: Duration = 60.0
 
 
 class ContainerRuntimeRule(StrictModel):

@@ -67,6 +67,7 @@ def rows(profile: Profile) -> list[tuple[str, str]]:
     else:
         operator = gfd = DASH
     runtime = ", ".join(profile.container_runtime.allowed) if profile.container_runtime else DASH
+    clock = f"≤ {profile.clock_sync.max_skew:g} s skew, NTP" if profile.clock_sync else DASH
     phases = profile.requirement_phases()
     out = [
         ("description", profile.description or DASH),
@@ -77,6 +78,7 @@ def rows(profile: Profile) -> list[tuple[str, str]]:
         ("GPU Operator", operator),
         ("GFD labels on GPU nodes", gfd),
         ("container runtime", runtime),
+        ("clock", clock),
         ("egress, install", _targets(profile, "install")),
         ("egress, runtime", _targets(profile, "runtime")),
     ]

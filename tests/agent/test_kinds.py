@@ -11,6 +11,7 @@ import trustme
 
 from agent.kinds import KINDS, by_name
 from agent.probes import results as r
+from agent.probes.clock import ClockFacts
 from agent.runner import ProbeSet, run_cycle
 from agent.snapshot import Snapshot, build_report
 from agent.text import to_text
@@ -23,6 +24,7 @@ RESULTS: dict[str, object] = {
     "gpus": r.GpuFacts(pci_scanned=True, driver_status="not_installed"),
     "mounts": [r.MountResult(path="/mnt/nas", state="mounted", fs_type="nfs4")],
     "egress": [r.EgressResult(target="t", url="https://t/", up=True, http_status=200)],
+    "clock": ClockFacts(available=True, synchronised=True, state="ok"),
 }
 
 
@@ -39,8 +41,14 @@ def report_of(results: dict[str, object]) -> pb.NodeReport:
 
 
 def test_every_kind_is_registered_once_and_owns_its_report_section() -> None:
-    assert [k.name for k in KINDS] == ["hardware", "gpus", "mounts", "egress"]
-    sections = {"hardware": "hardware", "gpus": "gpus", "mounts": "mounts", "egress": "egress"}
+    assert [k.name for k in KINDS] == ["hardware", "gpus", "mounts", "egress", "clock"]
+    sections = {
+        "hardware": "hardware",
+        "gpus": "gpus",
+        "mounts": "mounts",
+        "egress": "egress",
+        "clock": "clock",
+    }
     for kind in KINDS:
         report = report_of({kind.name: RESULTS[kind.name]})
         filled = {f.name for f, _ in report.ListFields()} - {
@@ -52,7 +60,7 @@ def test_every_kind_is_registered_once_and_owns_its_report_section() -> None:
             "heartbeat_interval_seconds",
         }
         assert filled == {sections[kind.name]}, kind.name
-    with pytest.raises(KeyError, match="known: hardware, gpus, mounts, egress"):
+    with pytest.raises(KeyError, match="known: hardware, gpus, mounts, egress, clock"):
         by_name("clock_sync")
 
 

@@ -19,6 +19,7 @@ from collector.platformview import (
 )
 from collector.rules import (
     RULES,
+    clock_sync,
     cluster_ready,
     container_runtime,
     default_storage_class,
@@ -512,3 +513,40 @@ def test_cluster_ready_follows_the_profile_phases() -> None:
     ready = cluster_ready(verdicts, P225.phase_requirements())
     # default_storage_class fails and is needed for install only.
     assert ready == {"install": False, "runtime": True}
+
+
+# --- clock_sync ------------------------------------------------------------------------------
+
+
+def clocked(name: str, *, skew: float = 0.05, synced: bool | None = True) -> Any:
+    message = report(name)
+    if synced is not None:
+        message.clock.available = True
+        message.clock.synchronised = synced
+        message.clock.state = "ok" if synced else "error"
+    return dataclasses.replace(entry(message), clock_skew_seconds=skew)
+
+
+@pytest.mark.parametrize(
+    ("entries", "status", "words"),
+    [
+        ((clocked("a"), clocked("b", skew=-0.4)), "pass", "2 nodes NTP-synchronised, within 0.4 s"),
+        ((clocked("a"), clocked("b", skew=75.0)), "fail", "b (+75.0 s)"),
+        ((clocked("a", skew=-61.0, synced=False),), "fail", "more than 60 s"),
+        ((clocked("a"), clocked("b", synced=False)), "warn", "1 node not NTP-synchronised"),
+        ((clocked("a"), clocked("b", synced=None)), "unknown", "report no kernel NTP state: b"),
+        ((), "unknown", "no agent"),
+    ],
+)
+def test_clock_sync(entries: tuple[Any, ...], status: str, words: str) -> None:
+    verdict = clock_sync.evaluate(cluster_view(P225, reports=entries))
+    assert verdict.status == status, verdict.reason
+    assert words in verdict.reason
+
+
+def test_clock_sync_bound_comes_from_the_profile() -> None:
+    strict = P225.model_copy(
+        update={"clock_sync": P225.clock_sync.model_copy(update={"max_skew": 5.0})}
+    )  # type: ignore[union-attr]
+    verdict = clock_sync.evaluate(cluster_view(strict, reports=(clocked("a", skew=6.0),)))
+    assert verdict.status == "fail" and "more than 5 s" in verdict.reason

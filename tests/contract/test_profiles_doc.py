@@ -28,7 +28,7 @@ CODES = re.compile(r"\b(D[1-9]|G[1-4]|N[12]|PD|GO)\b|\(ours\)")
 # Keys whose value is a requirement threshold or fact: each must cite where it comes from.
 CITED_KEYS = re.compile(
     r"^\s*(-\s+name|minimum|maximum|recommended|cpus|memory_bytes|root_disk_bytes|label|"
-    r"allowed|excluded|fail_after|pass_after|[a-z_]+: \[(?:install|runtime))"
+    r"allowed|excluded|max_skew|fail_after|pass_after|[a-z_]+: \[(?:install|runtime))"
 )
 
 

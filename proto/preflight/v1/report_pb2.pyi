@@ -282,6 +282,7 @@ class NodeReport(_message.Message):
     PLAN_SOURCE_FIELD_NUMBER: _builtins.int
     LOCAL_TARGETS_FIELD_NUMBER: _builtins.int
     LOCAL_VOLUMES_FIELD_NUMBER: _builtins.int
+    CLOCK_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
     agent_version: _builtins.str
     instance_id: _builtins.str
@@ -317,6 +318,10 @@ class NodeReport(_message.Message):
     def local_volumes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Shared-volume paths the agent's config added or overrode."""
 
+    @_builtins.property
+    def clock(self) -> Global___ClockFacts:
+        """The kernel's NTP state (adjtimex); the offset to the collector is measured there."""
+
     def __init__(
         self,
         *,
@@ -336,14 +341,54 @@ class NodeReport(_message.Message):
         plan_source: Global___PlanSource.ValueType = ...,
         local_targets: _abc.Iterable[_builtins.str] | None = ...,
         local_volumes: _abc.Iterable[_builtins.str] | None = ...,
+        clock: Global___ClockFacts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["gpus", b"gpus", "hardware", b"hardware", "sent_at", b"sent_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["clock", b"clock", "gpus", b"gpus", "hardware", b"hardware", "sent_at", b"sent_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "egress", b"egress", "gpus", b"gpus", "hardware", b"hardware", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "instance_id", b"instance_id", "local_targets", b"local_targets", "local_volumes", b"local_volumes", "mounts", b"mounts", "node_name", b"node_name", "plan_source", b"plan_source", "plan_version", b"plan_version", "probe_errors", b"probe_errors", "probe_interval_seconds", b"probe_interval_seconds", "sent_at", b"sent_at", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "clock", b"clock", "egress", b"egress", "gpus", b"gpus", "hardware", b"hardware", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "instance_id", b"instance_id", "local_targets", b"local_targets", "local_volumes", b"local_volumes", "mounts", b"mounts", "node_name", b"node_name", "plan_source", b"plan_source", "plan_version", b"plan_version", "probe_errors", b"probe_errors", "probe_interval_seconds", b"probe_interval_seconds", "sent_at", b"sent_at", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeReport: _TypeAlias = NodeReport  # noqa: Y015
+
+@_typing.final
+class ClockFacts(_message.Message):
+    """---------------------------------------------------------------- clock"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    SYNCHRONISED_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ESTIMATED_ERROR_SECONDS_FIELD_NUMBER: _builtins.int
+    MAXIMUM_ERROR_SECONDS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    available: _builtins.bool
+    """False: adjtimex could not be called (error says why); nothing else is meaningful."""
+    synchronised: _builtins.bool
+    """STA_UNSYNC clear and a clock state other than TIME_ERROR."""
+    state: _builtins.str
+    """adjtimex's clock state: "ok", "ins", "del", "oop", "wait", "error"."""
+    estimated_error_seconds: _builtins.float
+    maximum_error_seconds: _builtins.float
+    error: _builtins.str
+    def __init__(
+        self,
+        *,
+        available: _builtins.bool = ...,
+        synchronised: _builtins.bool = ...,
+        state: _builtins.str = ...,
+        estimated_error_seconds: _builtins.float = ...,
+        maximum_error_seconds: _builtins.float = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "error", b"error", "estimated_error_seconds", b"estimated_error_seconds", "maximum_error_seconds", b"maximum_error_seconds", "state", b"state", "synchronised", b"synchronised"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClockFacts: _TypeAlias = ClockFacts  # noqa: Y015
 
 @_typing.final
 class ReportAck(_message.Message):
