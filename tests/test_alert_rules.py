@@ -50,6 +50,7 @@ REQUIRED_ALERTS = {
     "PreflightPrometheusStackMissing",
     "PreflightDefaultStorageClassMissing",
     "PreflightContainerRuntimeUnsupported",
+    "PreflightClockSkew",
 }
 
 # Identifying labels each alert's output carries; summary/description must name them.
@@ -73,6 +74,7 @@ NAMED_LABELS: dict[str, tuple[str, ...]] = {
     "PreflightPrometheusStackMissing": ("requirement",),
     "PreflightDefaultStorageClassMissing": ("requirement",),
     "PreflightContainerRuntimeUnsupported": ("requirement",),
+    "PreflightClockSkew": ("requirement",),
 }
 # Alerts keyed on preflight_egress_up, which has no reason label: the reason is looked
 # up with a template query so that a changing reason does not restart `for:`.
