@@ -86,6 +86,12 @@ class CollectorConfig(StrictModel):
     listen: ListenConfig = Field(default_factory=ListenConfig)
     # A profile name shipped in preflight/profiles, or a path to a YAML file.
     profile: str = "runai-2020"
+    # The Run:ai cluster domain (FQDN); system nodes probe https://<it>/ (cluster_domain_tls).
+    cluster_domain: str = Field(
+        default="",
+        pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$|^$",
+        max_length=253,
+    )
     # The heartbeat agents are asked to keep (sent in every ReportAck).
     heartbeat_interval: Duration = 30.0
     # A node is stale (preflight_agent_up 0) after this many missed heartbeats.

@@ -46,14 +46,19 @@ class PlanIndex:
 class PlanBook:
     """The two plans of the current profile (system and other nodes), rebuilt on reload."""
 
-    def __init__(self, profile: Profile, kube: Callable[[], KubeView]) -> None:
+    def __init__(
+        self, profile: Profile, kube: Callable[[], KubeView], cluster_domain: str = ""
+    ) -> None:
         self._kube = kube
+        self._cluster_domain = cluster_domain
         self._seen: KubeView | None = None
         self._labelled: frozenset[str] | None = None
         self.set_profile(profile)
 
     def set_profile(self, profile: Profile) -> None:
-        self._system_plan = plan_from_profile(profile, system=True)
+        self._system_plan = plan_from_profile(
+            profile, system=True, cluster_domain=self._cluster_domain
+        )
         self._other_plan = plan_from_profile(profile, system=False)
 
     def _system_nodes(self) -> frozenset[str] | None:

@@ -86,7 +86,7 @@ class CollectorService:
             configuration=kube_configuration,
             platform_reader=self._read_platform,
         )
-        self.plans = PlanBook(self.profile, self.kube.latest)
+        self.plans = PlanBook(self.profile, self.kube.latest, config.cluster_domain)
         self.servicer = ReportServicer(
             self.state,
             config.heartbeat_interval,
@@ -186,7 +186,13 @@ class CollectorService:
         )
         if key == self._observed:
             return
-        view = ClusterView(state=snapshot, profile=self.profile, now=now, kube=kube)
+        view = ClusterView(
+            state=snapshot,
+            profile=self.profile,
+            now=now,
+            kube=kube,
+            cluster_domain=self.config.cluster_domain,
+        )
         # ~80 ms at 10,000 nodes: off the event loop, so gRPC ingest never waits on it.
         self._verdicts = await asyncio.to_thread(self._judge, view)
         self._observed = key

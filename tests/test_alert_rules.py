@@ -51,6 +51,7 @@ REQUIRED_ALERTS = {
     "PreflightDefaultStorageClassMissing",
     "PreflightContainerRuntimeUnsupported",
     "PreflightClockSkew",
+    "PreflightClusterDomainCertificateInvalid",
 }
 
 # Identifying labels each alert's output carries; summary/description must name them.
@@ -75,6 +76,7 @@ NAMED_LABELS: dict[str, tuple[str, ...]] = {
     "PreflightDefaultStorageClassMissing": ("requirement",),
     "PreflightContainerRuntimeUnsupported": ("requirement",),
     "PreflightClockSkew": ("requirement",),
+    "PreflightClusterDomainCertificateInvalid": ("requirement",),
 }
 # Alerts keyed on preflight_egress_up, which has no reason label: the reason is looked
 # up with a template query so that a changing reason does not restart `for:`.

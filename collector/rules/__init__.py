@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from collector.rules import (
     agent_coverage,
     clock_sync,
+    cluster_domain_tls,
     container_runtime,
     control_plane_hardware,
     default_storage_class,
@@ -47,6 +48,7 @@ RULES: dict[str, Rule] = {
     "default_storage_class": default_storage_class.evaluate,
     "container_runtime": container_runtime.evaluate,
     "clock_sync": clock_sync.evaluate,
+    "cluster_domain_tls": cluster_domain_tls.evaluate,
 }
 assert tuple(RULES) == KNOWN_REQUIREMENTS, "every known requirement id has exactly one rule"
 REQUIREMENTS = tuple(RULES)

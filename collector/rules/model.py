@@ -37,6 +37,8 @@ class ClusterView:
     profile: Profile
     now: float
     kube: KubeView = STANDALONE
+    # The collector's `cluster_domain` setting ("" = not configured).
+    cluster_domain: str = ""
 
     @cached_property
     def entries(self) -> dict[str, NodeEntry]:

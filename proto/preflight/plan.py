@@ -28,8 +28,16 @@ def content_version(plan: pb.ProbePlan) -> str:
     ]
 
 
-def plan_from_profile(profile: Profile, *, system: bool) -> pb.ProbePlan:
-    """The plan of a node: every `all` target, the `system` ones only on system nodes."""
+# The egress target a system node probes at the cluster domain (cluster_domain_tls).
+CLUSTER_DOMAIN_TARGET = "cluster-domain"
+
+
+def plan_from_profile(profile: Profile, *, system: bool, cluster_domain: str = "") -> pb.ProbePlan:
+    """The plan of a node: every `all` target, the `system` ones only on system nodes.
+
+    With a `cluster_domain` (a collector setting) system nodes also probe
+    `https://<cluster domain>/`: the certificate it serves is what cluster_domain_tls judges.
+    """
     plan = pb.ProbePlan(profile=profile.name)
     for t in profile.egress.targets:
         if t.scope == "system" and not system:
@@ -43,6 +51,15 @@ def plan_from_profile(profile: Profile, *, system: bool) -> pb.ProbePlan:
             expect_status=t.expect_status,
             require_header_for=t.require_header_for,
             scope=SCOPES[t.scope],  # type: ignore[arg-type]
+        )
+    if cluster_domain and system:
+        plan.egress_targets.add(
+            name=CLUSTER_DOMAIN_TARGET,
+            host=cluster_domain,
+            port=443,
+            path="/",
+            phase="runtime",
+            scope=pb.TARGET_SCOPE_SYSTEM,
         )
     for path in profile.shared_volume.paths:
         plan.shared_volumes.add(path=path, write_expected=profile.shared_volume.write_expected)

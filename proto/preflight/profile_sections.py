@@ -37,6 +37,7 @@ KNOWN_REQUIREMENTS = (
     "default_storage_class",
     "container_runtime",
     "clock_sync",
+    "cluster_domain_tls",
 )
 VERSION_PATTERN = r"^v?\d+(\.\d+){1,2}$"
 

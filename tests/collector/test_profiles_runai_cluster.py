@@ -20,6 +20,7 @@ import pytest
 from collector.config import CollectorConfig, KubernetesConfig, ListenConfig
 from collector.rules.model import Verdict
 from collector.service import CollectorService
+from preflight.plan import CLUSTER_DOMAIN_TARGET
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2_grpc as pb_grpc
 from tests.rule_fixtures import report
@@ -33,6 +34,7 @@ SUPPORTED = {
 }
 # Per profile: a Kubernetes version below its minimum.
 TOO_OLD = {"runai-2.13": "v1.22.17", "runai-2.18": "v1.27.16", "runai-2.25": "v1.32.9"}
+CLUSTER_DOMAIN = "runai.corp.example"
 AGENTS = {"cp-1": 0, "sys-1": 0, "sys-2": 0, "sys-3": 0, "dgx-1": 8, "dgx-2": 8}
 
 
@@ -65,11 +67,13 @@ async def start(
     config = CollectorConfig(
         listen=ListenConfig(grpc="127.0.0.1:0", http="127.0.0.1:0"),
         profile=profile,
+        cluster_domain=CLUSTER_DOMAIN,
         kubernetes=KubernetesConfig(mode="none", refresh_interval=0.1),
     )
     collector = CollectorService(config, kube_configuration=api.configuration())
     await collector.start()
-    targets = tuple(t.name for t in load_profile(profile).egress.targets)
+    # Every node's agent also reached https://<cluster domain>/ with a verified certificate.
+    targets = (*(t.name for t in load_profile(profile).egress.targets), CLUSTER_DOMAIN_TARGET)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
         stub = pb_grpc.CollectorStub(channel)
         for name, gpus in AGENTS.items():

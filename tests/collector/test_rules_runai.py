@@ -20,6 +20,7 @@ from collector.platformview import (
 from collector.rules import (
     RULES,
     clock_sync,
+    cluster_domain_tls,
     cluster_ready,
     container_runtime,
     default_storage_class,
@@ -550,3 +551,47 @@ def test_clock_sync_bound_comes_from_the_profile() -> None:
     )  # type: ignore[union-attr]
     verdict = clock_sync.evaluate(cluster_view(strict, reports=(clocked("a", skew=6.0),)))
     assert verdict.status == "fail" and "more than 5 s" in verdict.reason
+
+
+# --- cluster_domain_tls ------------------------------------------------------------------------
+
+
+def probed(name: str, *, reason: str = "", not_after_days: float | None = 80.0) -> Any:
+    from preflight.plan import CLUSTER_DOMAIN_TARGET
+
+    down = {CLUSTER_DOMAIN_TARGET: reason} if reason else {}
+    message = report(name, targets=(CLUSTER_DOMAIN_TARGET,), down=down)
+    if not_after_days is not None and not reason:
+        cert = message.egress[0].certificate
+        cert.subject = "CN=runai.corp.example"
+        cert.not_after.FromNanoseconds(int((NOW + not_after_days * 86400) * 1e9))
+    return entry(message)
+
+
+def domain_view(*entries: Any, domain: str = "runai.corp.example") -> ClusterView:
+    return dataclasses.replace(cluster_view(reports=entries), cluster_domain=domain)
+
+
+@pytest.mark.parametrize(
+    ("entries", "status", "words"),
+    [
+        ((probed("sys-1"), probed("sys-2")), "pass", "to 2 system nodes, 80 days left"),
+        ((probed("sys-1"), probed("sys-2", not_after_days=3.5)), "warn", "expires in 3.5 days"),
+        ((probed("sys-1", reason="tls_untrusted"),), "fail", "sys-1: untrusted certificate"),
+        ((probed("sys-1", reason="tls_hostname_mismatch"),), "fail", "certificate for another"),
+        ((probed("sys-1", reason="tls_expired"),), "fail", "expired certificate"),
+        ((probed("sys-1", reason="dns_nxdomain"),), "fail", "unreachable (dns_nxdomain)"),
+        ((probed("sys-1"), entry(report("sys-2", targets=()))), "unknown", "did not probe"),
+        # GPU workers are not system nodes: their answer does not count.
+        ((probed("sys-1"), probed("dgx-1", reason="tls_untrusted")), "pass", "1 system node"),
+    ],
+)
+def test_cluster_domain_tls(entries: tuple[Any, ...], status: str, words: str) -> None:
+    verdict = cluster_domain_tls.evaluate(domain_view(*entries))
+    assert verdict.status == status, verdict.reason
+    assert words in verdict.reason
+
+
+def test_cluster_domain_tls_needs_the_setting() -> None:
+    verdict = cluster_domain_tls.evaluate(domain_view(probed("sys-1"), domain=""))
+    assert verdict.status == "unknown" and "cluster_domain" in verdict.reason
