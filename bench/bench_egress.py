@@ -37,7 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.egress.servers import (  # noqa: E402
+from tests.support.servers import (  # noqa: E402
     Behaviour,
     LoopThread,
     Pki,

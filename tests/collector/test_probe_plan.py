@@ -23,10 +23,10 @@ from preflight.plan import content_version, plan_from_profile
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
+from tests.collector.test_kube import FakeApi, api  # noqa: F401 — `api` is a fixture
 from tests.conftest import ascrape, sample
-from tests.rule_fixtures import cluster, entry, kube_node, report, view
+from tests.support.builders import cluster, entry, kube_node, report, view
 from tests.support.profiles import local_target, write_profile
-from tests.test_kube import FakeApi, api  # noqa: F401 — `api` is a fixture
 
 SYSTEM = "node-role.kubernetes.io/runai-system"
 

@@ -24,7 +24,7 @@ import yaml
 from preflight.plan import plan_from_profile
 from preflight.profile import load_profile
 from tests.conftest import Samples, free_port, scrape
-from tests.e2e.procs import HttpsServer, start, stop, wait_for, write_collector_config
+from tests.support.procs import HttpsServer, start, stop, wait_for, write_collector_config
 from tests.support.profiles import local_target, write_profile
 
 pytestmark = pytest.mark.e2e

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port
-from tests.e2e.procs import BIN, NODE_NAMESPACE, start, stop, wait_for, write_collector_config
+from tests.support.procs import BIN, NODE_NAMESPACE, start, stop, wait_for, write_collector_config
 from tests.support.profiles import write_profile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]

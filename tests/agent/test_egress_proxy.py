@@ -17,8 +17,8 @@ import pytest
 
 from agent.config import EgressConfig, EgressTarget
 from agent.probes.egress import probe_target
-from tests.egress.proxies import Tinyproxy
-from tests.egress.servers import (
+from tests.support.proxies import Tinyproxy
+from tests.support.servers import (
     Behaviour,
     LoopThread,
     Pki,

@@ -3,7 +3,7 @@
 Reads `{"config": <EgressConfig>, "servers": [{"host", "port", "cert", "key"}]}` on stdin,
 starts those HTTPS servers in this process (so they live in the same namespace), probes
 every target concurrently with the real system resolver of the namespace, prints a JSON
-list of EgressResult dicts. Run as `python -m tests.egress.netns_runner`.
+list of EgressResult dicts. Run as `python -m tests.support.netns_runner`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from agent.config import EgressConfig
 from agent.probes.egress import probe_targets
-from tests.egress.servers import Behaviour, start_server
+from tests.support.servers import Behaviour, start_server
 
 
 async def run(spec: dict[str, Any]) -> list[dict[str, Any]]:

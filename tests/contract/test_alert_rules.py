@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.promql_tools import (
+from tests.support.promql import (
     CONTRACT_METRICS,
     METRICS_DOC,
     OPERATIONS_DOC,

@@ -1,10 +1,10 @@
-"""Prints real responses for docs/api.md: `python -m tests.status_page_api_examples`.
+"""Prints real responses for docs/api.md: `python -m tests.support.api_examples`.
 
 Starts an in-process collector on loopback, feeds it the sample reports of
-tests.status_page_samples over gRPC (three rounds, so hysteresis has confirmed the
+tests.support.samples over gRPC (three rounds, so hysteresis has confirmed the
 failures) and prints every endpoint's status, content type and pretty JSON. Paste
 the output into docs/api.md when the API gains fields (the drift test in
-tests/test_status_page_api_docs.py says which).
+tests/contract/test_api_docs.py says which).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import grpc.aio
 from collector.config import CollectorConfig, KubernetesConfig, ListenConfig
 from collector.service import CollectorService
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.status_page_samples import cluster_reports
+from tests.support.samples import cluster_reports
 
 PATHS = ("/api/v1/verdicts", "/api/v1/nodes", "/api/v1/nodes/gpu-node-2", "/api/v1/nodes/nope")
 

@@ -33,10 +33,10 @@ import yaml
 
 from preflight.profile import load_profile
 from tests.conftest import Samples, parse_metrics
-from tests.e2e.procs import BIN, write_collector_config
-from tests.egress.netns import Netns, nft
-from tests.egress.proxies import Tinyproxy
-from tests.egress.servers import Pki
+from tests.support.netns import Netns, nft
+from tests.support.procs import BIN, write_collector_config
+from tests.support.proxies import Tinyproxy
+from tests.support.servers import Pki
 
 # The targets of the packaged profile, as the agents get them in their probe plan.
 RUNAI_2020 = tuple(t.model_dump() for t in load_profile("runai-2020").egress.targets)
@@ -209,7 +209,7 @@ class Scenario:
         self.inet.spawn(
             str(BIN / "python"),
             "-m",
-            "tests.e2e.egress_scenario_origins",
+            "tests.support.egress_origins",
             str(spec_file),
             log=log,
         )

@@ -1,9 +1,9 @@
 """Every PromQL query of the Grafana dashboard, with Grafana's variables substituted.
 
-Reused by tests/test_dashboard.py (parse checks) and by the end-to-end test that runs
+Reused by tests/contract/test_dashboard.py (parse checks) and by the end-to-end test that runs
 the queries against a real Prometheus:
 
-    from tests.dashboard_queries import dashboard_queries, dashboard_query_specs
+    from tests.support.dashboard import dashboard_queries, dashboard_query_specs
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "preflight-dashboard.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "preflight-dashboard.json"
 
 # What Grafana would put in place of each variable; multi-value regex variables get
 # ".*" (the "All" value, allValue of the dashboard).

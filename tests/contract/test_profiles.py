@@ -35,7 +35,9 @@ def test_agent_packaged_plan_is_the_profile() -> None:
 
 def test_profile_by_path_is_validated_strictly(tmp_path: Path) -> None:
     shipped = yaml.safe_load(
-        (Path(__file__).parent.parent / "proto/preflight/profiles/runai-2020.yaml").read_text()
+        (
+            Path(__file__).resolve().parents[2] / "proto/preflight/profiles/runai-2020.yaml"
+        ).read_text()
     )
     shipped["name"] = "stricter"
     shipped["kubernetes_version"]["recommended"] = "1.20"
@@ -50,7 +52,9 @@ def test_profile_by_path_is_validated_strictly(tmp_path: Path) -> None:
 
 
 def test_profile_versions_must_be_versions(tmp_path: Path) -> None:
-    text = (Path(__file__).parent.parent / "proto/preflight/profiles/runai-2020.yaml").read_text()
+    text = (
+        Path(__file__).resolve().parents[2] / "proto/preflight/profiles/runai-2020.yaml"
+    ).read_text()
     bad = tmp_path / "bad-version.yaml"
     bad.write_text(text.replace('minimum: "1.15"', 'minimum: "fifteen"'))
     with pytest.raises(ConfigError, match=r"kubernetes_version\.minimum"):

@@ -15,8 +15,8 @@ from collector.config import CollectorConfig, KubernetesConfig, ListenConfig
 from collector.rules.model import Verdict
 from collector.service import CollectorService
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.rule_fixtures import report
-from tests.test_kube import FORBIDDEN, FakeApi, api, version_info  # noqa: F401 — `api` is a fixture
+from tests.collector.test_kube import FORBIDDEN, FakeApi, api, version_info  # noqa: F401 — `api` is a fixture
+from tests.support.builders import report
 
 AGENT_NODES = {"cp-1": (2, 0), "master-legacy": (4, 0), "gpu-1": (8, 8), "gpu-2": (4, 4)}
 

@@ -25,7 +25,7 @@ from agent.probes.mountinfo import (
 from agent.probes.mounts import MountProber
 from agent.probes.shared_marker import decode_marker, marker_filename, read_peer_markers
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hostfs"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hostfs"
 
 
 def fixture_entries() -> list[MountEntry]:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ("report_pb2.py", "report_pb2.pyi", "report_pb2_grpc.py", "report_pb2_grpc.pyi")
 
 

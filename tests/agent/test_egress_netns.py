@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.egress.netns import (
+from tests.support.netns import (
     Netns,
     link_pair,
     missing_requirements,
@@ -32,8 +32,8 @@ from tests.egress.netns import (
     python_in,
     spawn_python,
 )
-from tests.egress.proxies import Tinyproxy
-from tests.egress.servers import Pki
+from tests.support.proxies import Tinyproxy
+from tests.support.servers import Pki
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -106,8 +106,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict
             log=dnsmasq_log,
         )
         servfail_log, silent_log = directory / "servfail.log", directory / "silent.log"
-        spawn_python(client, "tests.egress.fake_dns", "servfail", "127.0.0.2", log=servfail_log)
-        spawn_python(silent, "tests.egress.fake_dns", "silent", "127.0.0.1", log=silent_log)
+        spawn_python(client, "tests.support.fake_dns", "servfail", "127.0.0.2", log=servfail_log)
+        spawn_python(silent, "tests.support.fake_dns", "silent", "127.0.0.1", log=silent_log)
         _wait_for(dnsmasq_log, "started")
         _wait_for(servfail_log, "ready")
         _wait_for(silent_log, "ready")
@@ -139,9 +139,11 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict
                 ],
             }
         }
-        out = python_in(client, "tests.egress.netns_runner", stdin=json.dumps(client_spec).encode())
+        out = python_in(
+            client, "tests.support.netns_runner", stdin=json.dumps(client_spec).encode()
+        )
         out_silent = python_in(
-            silent, "tests.egress.netns_runner", stdin=json.dumps(silent_spec).encode()
+            silent, "tests.support.netns_runner", stdin=json.dumps(silent_spec).encode()
         )
         found = {r["target"]: r for r in json.loads(out) + json.loads(out_silent)}
         if os.environ.get("PF_EGRESS_SHOW"):

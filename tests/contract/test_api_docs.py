@@ -14,9 +14,9 @@ import grpc.aio
 
 from collector.service import CollectorService
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.status_page_samples import HOSTILE_NODE, cluster_reports
+from tests.support.samples import HOSTILE_NODE, cluster_reports
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 EXAMPLE = re.compile(r"<!-- example: GET (\S+)(.*?) -->\n```json\n(.*?)\n```", re.DOTALL)
 # Objects keyed by data (phase names, target names), not by field names.
 MAPS = {"ready", "nodes[].egress", "egress"}

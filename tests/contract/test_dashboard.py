@@ -1,6 +1,6 @@
 """Structure of the Grafana dashboard, and every panel's PromQL parses (real promtool).
 
-The end-to-end test runs the same queries (tests/dashboard_queries.py) against a real
+The end-to-end test runs the same queries (tests/support/dashboard.py) against a real
 Prometheus; here only the JSON and the PromQL syntax are checked.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.dashboard_queries import (
+from tests.support.dashboard import (
     DASHBOARD,
     MAY_BE_EMPTY,
     UnknownVariableError,
@@ -20,7 +20,7 @@ from tests.dashboard_queries import (
     iter_panels,
     substitute,
 )
-from tests.promql_tools import (
+from tests.support.promql import (
     CONTRACT_METRICS,
     PROMTOOL_MISSING,
     documented_metrics,

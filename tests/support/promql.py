@@ -17,7 +17,7 @@ import yaml
 
 from collector.exposition import FAMILIES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RULES_FILE = REPO / "deploy" / "prometheus" / "preflight-rules.yaml"
 METRICS_DOC = REPO / "docs" / "metrics.md"
 OPERATIONS_DOC = REPO / "docs" / "operations.md"

@@ -13,7 +13,7 @@ import trustme
 import yaml
 
 from tests.conftest import free_port, sample, scrape
-from tests.e2e.procs import BIN, HttpsServer, start, stop, wait_for, write_collector_config
+from tests.support.procs import BIN, HttpsServer, start, stop, wait_for, write_collector_config
 from tests.support.profiles import local_target, write_profile
 
 pytestmark = pytest.mark.e2e

@@ -22,7 +22,7 @@ import trustme
 from agent.config import EgressConfig, EgressTarget
 from agent.probes.egress import probe_target, probe_targets
 from agent.probes.tls_facts import certificate_from_der
-from tests.egress.servers import Behaviour, LoopThread, Pki, server_port, start_server
+from tests.support.servers import Behaviour, LoopThread, Pki, server_port, start_server
 
 pytestmark = pytest.mark.e2e
 

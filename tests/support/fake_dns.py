@@ -1,6 +1,6 @@
 """A DNS server that misbehaves on purpose: `silent` reads queries and never answers,
 `servfail` answers every query with SERVFAIL. Run as
-`python -m tests.egress.fake_dns MODE ADDRESS [PORT]` (usually inside a namespace).
+`python -m tests.support.fake_dns MODE ADDRESS [PORT]` (usually inside a namespace).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The golden view is built through the real ClusterState (accept, snapshot) with fixed
 clocks. Regenerate the golden file after an intended change with
-`PREFLIGHT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_exposition.py` and review the diff.
+`PREFLIGHT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/collector/test_exposition.py` and review the diff.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collector.state import ClusterState
 from collector.view import CollectorView
 from preflight.v1 import report_pb2 as pb
 
-GOLDEN = Path(__file__).parent / "golden" / "metrics.txt"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "metrics.txt"
 PROMTOOL_MISSING = "promtool not installed (Debian package prometheus)"
 T0 = 1_764_000_000.0  # fixed collector clock
 

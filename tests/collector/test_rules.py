@@ -17,7 +17,7 @@ from collector.rules import (
 )
 from collector.rules.hysteresis import HysteresisTracker
 from collector.rules.model import Verdict
-from tests.rule_fixtures import NOW, PROFILE, cluster, entry, kube_node, report, view
+from tests.support.builders import NOW, PROFILE, cluster, entry, kube_node, report, view
 
 WORKER = kube_node("gpu-1", gpus=8)
 MASTER = kube_node(

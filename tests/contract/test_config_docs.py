@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from agent.config import AgentConfig
 from collector.config import CollectorConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "configuration.md"
 
 

@@ -15,7 +15,7 @@ from agent.probes.hardware import (
     parse_os_release,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hostfs"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hostfs"
 
 
 def test_cpu_only_node() -> None:

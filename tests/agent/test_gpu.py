@@ -12,7 +12,7 @@ import pytest
 from agent.hostfs import HostFS
 from agent.probes.gpu import collect_gpus, is_nvidia_gpu
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hostfs"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hostfs"
 
 
 class FakeNvml:

@@ -25,7 +25,7 @@ from collector.config import KubernetesConfig
 from collector.kube import STANDALONE_ERROR, KubeSource, KubeWatcher
 from collector.kubeview import KubeNode, KubeView
 
-FIXTURES = Path(__file__).parent / "fixtures" / "kube"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "kube"
 NODES = json.loads((FIXTURES / "gpu-cluster" / "nodes.json").read_text())
 GiB = 2**30
 KiB = 1024

@@ -34,7 +34,7 @@ def _require_namespaces() -> None:
 
 
 def _node_command(spec: dict[str, Any]) -> list[str]:
-    from tests.e2e.procs import NODE_NAMESPACE  # here: this file also runs as a script
+    from tests.support.procs import NODE_NAMESPACE  # here: this file also runs as a script
 
     return [
         *NODE_NAMESPACE,
@@ -238,7 +238,7 @@ def test_hung_fuse_filesystem_is_stuck_then_recovers(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------
-# The node driver: runs inside the namespaces (python tests/test_mounts_real.py ...).
+# The node driver: runs inside the namespaces (python tests/agent/test_mounts_real.py ...).
 # ----------------------------------------------------------------------------------
 
 

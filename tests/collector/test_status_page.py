@@ -13,7 +13,7 @@ from collector.statuspage import render_status_page
 from collector.view import CollectorView
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
-from tests.status_page_samples import (
+from tests.support.samples import (
     HOSTILE_CPU,
     HOSTILE_MESSAGE,
     HOSTILE_NODE,

@@ -8,7 +8,7 @@ import pytest
 
 from agent.hostfs import HostFS
 
-FIXTURES = Path(__file__).parent / "fixtures" / "hostfs"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hostfs"
 
 
 def test_path_joins_absolute_and_relative_under_root(tmp_path: Path) -> None:

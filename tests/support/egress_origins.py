@@ -1,6 +1,6 @@
 """The "internet" of the egress scenario: one HTTPS origin per default target, each on its own IP.
 
-Run as `python -m tests.e2e.egress_scenario_origins SPEC.json` inside the internet
+Run as `python -m tests.support.egress_origins SPEC.json` inside the internet
 namespace. SPEC is `{"cert": PEM chain, "key": PEM key, "origins": [{"host", "ip", "port",
 "path", "status", "headers"}]}`. Every origin answers its profile path with the status a
 real service gives there (a registry's `/v2/` says 401 with `WWW-Authenticate`, the
