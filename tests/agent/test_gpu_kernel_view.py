@@ -28,7 +28,7 @@ from agent.report import to_json
 from agent.snapshot import Snapshot, build_report
 from agent.text import to_text
 from preflight.v1 import report_pb2 as pb
-from tests.agent.test_gpu import FakeNvml
+from tests.support.nvml import FakeNvml
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hostfs"
 GPUS = (

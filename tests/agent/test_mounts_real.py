@@ -391,9 +391,9 @@ def _fuse_server(mountpoint: str, block_file: str, calls_log: str) -> None:
 
 
 if __name__ == "__main__":
-    # As a script, Python puts tests/ first on sys.path, where the package tests/agent
-    # (the agent's tests) would shadow the agent itself; the repository root stays on
-    # sys.path through the editable install.
+    # As a script, Python puts this file's directory (tests/agent) first on sys.path; drop
+    # it so nothing there shadows an installed module (the repository root stays on sys.path
+    # through the editable install).
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE.parent]
     if sys.argv[1] == "node":
         print(json.dumps(asyncio.run(_node(json.loads(sys.argv[2])))))

@@ -21,7 +21,7 @@ from agent.runner import Agent, ProbeSet, run_cycle
 from collector.config import CollectorConfig, ListenConfig
 from collector.service import CollectorService
 from preflight.v1 import report_pb2 as pb
-from tests.conftest import free_port
+from tests.support.servers import free_port
 
 
 class Switch:

@@ -16,13 +16,8 @@ import pytest
 from collector.service import CollectorService
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.collector.test_exposition import (
-    PROMTOOL_MISSING,
-    egress_down,
-    egress_up,
-    hardware,
-    mount,
-)
+from tests.support.builders import egress_down, egress_up, hardware, mount
+from tests.support.promql import PROMTOOL_MISSING
 
 
 def node_report(name: str, sequence: int, broken: bool) -> pb.NodeReport:

@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from collector.service import CollectorService
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.conftest import ascrape, sample
+from tests.support.metrics import ascrape, sample
 
 
 def report(

@@ -1,7 +1,5 @@
 """The collector's verdicts with a Kubernetes API served by kmock and agents reporting over gRPC."""
 
-# ruff: noqa: F811 — pytest injects the imported `api` fixture by parameter name
-
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +13,8 @@ from collector.config import CollectorConfig, KubernetesConfig, ListenConfig
 from collector.rules.model import Verdict
 from collector.service import CollectorService
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.collector.test_kube import FORBIDDEN, FakeApi, api, version_info  # noqa: F401 — `api` is a fixture
 from tests.support.builders import report
+from tests.support.kube import FORBIDDEN, FakeApi, version_info
 
 AGENT_NODES = {"cp-1": (2, 0), "master-legacy": (4, 0), "gpu-1": (8, 8), "gpu-2": (4, 4)}
 

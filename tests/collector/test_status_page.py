@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import re
 
-from collector.kubeview import STANDALONE, KubeNode, KubeView
+from collector.kubeview import KubeNode, KubeView
 from collector.rules import cluster_ready, evaluate_all
 from collector.rules.model import ClusterView, Verdict
-from collector.state import NodeEntry, StateSnapshot
 from collector.statuspage import render_status_page
 from collector.view import CollectorView
 from preflight.profile import load_profile
@@ -21,48 +20,16 @@ from tests.support.samples import (
     HOSTILE_SOURCE,
     HOSTILE_TARGET,
     HOSTILES,
+    NOW,
     TARGETS,
     cluster_reports,
     down,
+    entry,
     node_report,
     parse,
     up,
+    view,
 )
-
-NOW = 1_700_000_000.0
-
-
-def entry(
-    report: pb.NodeReport, *, age: float = 5.0, up_: bool = True, skew: float = 0.2
-) -> NodeEntry:
-    return NodeEntry(
-        name=report.node_name,
-        report=report,
-        received_at=NOW - age,
-        clock_skew_seconds=skew,
-        first_seen=NOW - 3600,
-        last_success=tuple((e.target, NOW - 600) for e in report.egress),
-        up=up_,
-    )
-
-
-def view(
-    entries: list[NodeEntry],
-    verdicts: tuple[Verdict, ...] = (),
-    ready: tuple[tuple[str, bool], ...] = (("install", False), ("runtime", True)),
-    kube: KubeView | None = None,
-) -> CollectorView:
-    state = StateSnapshot(
-        taken_at=NOW,
-        nodes=tuple(sorted(entries, key=lambda e: e.name)),
-        stale_after_seconds=90,
-        heartbeat_interval=30,
-        reports_received=len(entries),
-        rejected=(),
-        version=1,
-    )
-    return CollectorView(state=state, verdicts=verdicts, ready=ready, kube=kube or STANDALONE)
-
 
 VERDICTS = (
     Verdict("kubernetes_version", "pass", "v1.17.3 ≥ 1.17 (recommended)", since=NOW - 7200),

@@ -8,10 +8,10 @@ from collector.kubeview import KubeView
 from collector.rules import gpu_nodes
 from collector.rules.model import ClusterView, Verdict
 from collector.statuspage import render_status_page
-from tests.agent.test_gpu import FakeNvml
-from tests.collector.test_status_page import entry, parse, view
 from tests.support.builders import PROFILE, cluster, kube_node
 from tests.support.gpu_reports import gpu_report
+from tests.support.nvml import FakeNvml
+from tests.support.samples import entry, parse, view
 
 
 def capacity_row(page: str, node: str) -> list[Any]:

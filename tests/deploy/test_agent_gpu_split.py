@@ -13,11 +13,17 @@ from typing import Any
 
 import pytest
 
-from tests.deploy import test_kustomize as test_deploy
-from tests.deploy.test_kustomize import AGENT_DAEMONSETS, OVERLAYS, agent_container, one, render
+from tests.support.kustomize import (
+    AGENT_DAEMONSETS,
+    NEEDS_KUBECTL,
+    OVERLAYS,
+    agent_container,
+    one,
+    render,
+)
 
 # Same condition as the deploy tests: rendering needs kubectl.
-pytestmark = test_deploy.pytestmark
+pytestmark = NEEDS_KUBECTL
 
 
 GPU_LABEL = "nvidia.com/gpu.present"

@@ -11,8 +11,6 @@ are checked structurally here.
 
 from __future__ import annotations
 
-import functools
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,18 +19,24 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
-KUSTOMIZE = DEPLOY / "kustomize"
+from tests.support.kustomize import (
+    AGENT_DAEMONSETS,
+    DEPLOY,
+    NEEDS_KUBECTL,
+    OVERLAYS,
+    REPO,
+    agent_container,
+    find,
+    one,
+    render,
+    render_text,
+)
+
+pytestmark = NEEDS_KUBECTL
+
 VENV_BIN = Path(sys.executable).parent
 NAMESPACE = "preflight"
-OVERLAYS = [
-    "base",
-    *sorted(f"overlays/{p.name}" for p in (KUSTOMIZE / "overlays").iterdir() if p.is_dir()),
-]
 AGENT = {"app.kubernetes.io/name": "preflight", "app.kubernetes.io/component": "agent"}
-# The agent runs as two DaemonSets: through the NVIDIA runtime on GPU nodes, plain elsewhere.
-AGENT_DAEMONSETS = ("preflight-agent", "preflight-agent-gpu")
 COLLECTOR = {"app.kubernetes.io/name": "preflight", "app.kubernetes.io/component": "collector"}
 
 # Every (apiVersion, kind) the manifests may use, with the Kubernetes release that
@@ -73,36 +77,6 @@ TAINTS = [
     ("node.kubernetes.io/unschedulable", "", "NoSchedule"),
 ]
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
-
-
-@functools.cache
-def render_text(name: str) -> str:
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(KUSTOMIZE / name)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, f"kubectl kustomize {name} failed:\n{result.stderr}"
-    return result.stdout
-
-
-def render(name: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(render_text(name)) if doc]
-
-
-def find(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
-    return [
-        o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
-    ]
-
-
-def one(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    found = find(objs, kind, name)
-    assert len(found) == 1, f"expected exactly one {kind} {name or ''}, found {len(found)}"
-    return found[0]
-
 
 def workloads(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [o for o in objs if o["kind"] in {"DaemonSet", "Deployment"}]
@@ -111,13 +85,6 @@ def workloads(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
     spec = workload["spec"]["template"]["spec"]
     return [*spec.get("initContainers", []), *spec["containers"]]
-
-
-def agent_container(objs: list[dict[str, Any]], name: str = "preflight-agent") -> dict[str, Any]:
-    container: dict[str, Any] = one(objs, "DaemonSet", name)["spec"]["template"]["spec"][
-        "containers"
-    ][0]
-    return container
 
 
 def agent_pods(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:

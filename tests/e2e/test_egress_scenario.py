@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from preflight.profile import load_profile
-from tests.conftest import Samples
 from tests.support.egress_scenario import (
     HUB,
     NODES,
@@ -29,6 +28,7 @@ from tests.support.egress_scenario import (
     clean_stale,
     missing_requirements,
 )
+from tests.support.metrics import Samples
 from tests.support.netns import Netns
 
 # The targets of the packaged profile, as the agents get them in their probe plan.

@@ -12,9 +12,10 @@ import pytest
 import trustme
 import yaml
 
-from tests.conftest import free_port, sample, scrape
+from tests.support.metrics import sample, scrape
 from tests.support.procs import BIN, HttpsServer, start, stop, wait_for, write_collector_config
 from tests.support.profiles import local_target, write_profile
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.e2e
 

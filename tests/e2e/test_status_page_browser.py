@@ -27,7 +27,6 @@ import yaml
 
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.conftest import free_port
 from tests.support.procs import start, stop, wait_for
 from tests.support.samples import (
     HOSTILE_CPU,
@@ -40,6 +39,7 @@ from tests.support.samples import (
     cluster_reports,
     parse,
 )
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -1,6 +1,9 @@
-"""Builders for rule tests: NodeReports, NodeEntries, KubeNodes and ClusterViews as plain data."""
+"""Builders of plain data for collector tests: NodeReports and their sections, NodeEntries,
+KubeNodes and ClusterViews (rules, exposition, ingest)."""
 
 from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from collector.kubeview import KubeNode, KubeView
 from collector.rules.model import ClusterView
@@ -11,6 +14,7 @@ from preflight.v1 import report_pb2 as pb
 
 NOW = 1_800_000_000.0
 PROFILE = load_profile("runai-2020")
+T0 = 1_764_000_000.0  # fixed collector clock of the exposition tests
 ALL_TARGETS = tuple(t.name for t in PROFILE.egress.targets)
 
 
@@ -94,3 +98,66 @@ def view(*entries: NodeEntry, kube: KubeView | None = None, heartbeat: float = 3
 
 def cluster(version: str, *nodes: KubeNode) -> KubeView:
     return KubeView(server_version=version, nodes=nodes, error=None, fetched_at=NOW)
+
+
+def ts(seconds: float) -> Timestamp:
+    t = Timestamp()
+    t.FromNanoseconds(int(seconds * 1e9))
+    return t
+
+
+def egress_up(target: str, proxy: bool = False, not_after: float | None = None) -> pb.EgressResult:
+    phases: list[pb.Phase.ValueType] = [pb.PHASE_RESOLVE, pb.PHASE_CONNECT]
+    if proxy:
+        phases.append(pb.PHASE_PROXY_CONNECT)
+    phases += [pb.PHASE_TLS, pb.PHASE_REQUEST, pb.PHASE_TRANSFER]
+    e = pb.EgressResult(
+        target=target,
+        outcome=pb.OUTCOME_UP,
+        proxy_used=proxy,
+        started_at=ts(T0 - 5),
+        phases=[
+            pb.PhaseTiming(phase=p, duration_seconds=0.001 * (i + 1)) for i, p in enumerate(phases)
+        ],
+    )
+    if not_after is not None:
+        e.certificate.CopyFrom(pb.Certificate(issuer="CN=Test CA", not_after=ts(not_after)))
+    return e
+
+
+def egress_down(
+    target: str,
+    reason: pb.FailureReason.ValueType,
+    phases: list[pb.Phase.ValueType],
+    certificate: pb.Certificate | None = None,
+) -> pb.EgressResult:
+    e = pb.EgressResult(
+        target=target,
+        outcome=pb.OUTCOME_DOWN,
+        reason=reason,
+        failed_phase=phases[-1],
+        message="free text that must never become a label",
+        started_at=ts(T0 - 3),
+        phases=[pb.PhaseTiming(phase=p, duration_seconds=0.25) for p in phases],
+    )
+    if certificate is not None:
+        e.certificate.CopyFrom(certificate)
+    return e
+
+
+def mount(
+    path: str, state: pb.MountState.ValueType, write: pb.WriteCheck.ValueType, peers: int
+) -> pb.MountResult:
+    m = pb.MountResult(path=path, state=state, write_check=write)
+    m.marker.peers.extend(pb.PeerMarker(node_name=f"peer-{i}") for i in range(peers))
+    return m
+
+
+def hardware(cores: int, memory: int) -> pb.HardwareFacts:
+    return pb.HardwareFacts(
+        logical_cores=cores,
+        memory_total_bytes=memory,
+        kernel_release="6.1.0-18-amd64",
+        os_release="Debian GNU/Linux 12 (bookworm)",
+        architecture="x86_64",
+    )

@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from preflight.profile import load_profile
-from tests.conftest import Samples, parse_metrics
+from tests.support.metrics import Samples, parse_metrics
 from tests.support.netns import Netns, nft
 from tests.support.procs import BIN, write_collector_config
 from tests.support.proxies import Tinyproxy

@@ -64,3 +64,6 @@ def promql_parse_errors(exprs: Sequence[str], tool: str) -> str | None:
         return None
     listing = "\n".join(f"  expr_{i}: {e}" for i, e in enumerate(exprs))
     return f"{proc.stdout}{proc.stderr}\nexpressions:\n{listing}"
+
+
+PROMTOOL_MISSING = "promtool not installed (Debian package prometheus)"

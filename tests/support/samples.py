@@ -12,6 +12,10 @@ from html.parser import HTMLParser
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from collector.kubeview import STANDALONE, KubeView
+from collector.rules.model import Verdict
+from collector.state import NodeEntry, StateSnapshot
+from collector.view import CollectorView
 from preflight.plan import plan_from_profile
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
@@ -253,3 +257,38 @@ def parse(page: str) -> Element:
     builder.feed(page)
     builder.close()
     return builder.root
+
+
+NOW = 1_700_000_000.0
+
+
+def entry(
+    report: pb.NodeReport, *, age: float = 5.0, up_: bool = True, skew: float = 0.2
+) -> NodeEntry:
+    return NodeEntry(
+        name=report.node_name,
+        report=report,
+        received_at=NOW - age,
+        clock_skew_seconds=skew,
+        first_seen=NOW - 3600,
+        last_success=tuple((e.target, NOW - 600) for e in report.egress),
+        up=up_,
+    )
+
+
+def view(
+    entries: list[NodeEntry],
+    verdicts: tuple[Verdict, ...] = (),
+    ready: tuple[tuple[str, bool], ...] = (("install", False), ("runtime", True)),
+    kube: KubeView | None = None,
+) -> CollectorView:
+    state = StateSnapshot(
+        taken_at=NOW,
+        nodes=tuple(sorted(entries, key=lambda e: e.name)),
+        stale_after_seconds=90,
+        heartbeat_interval=30,
+        reports_received=len(entries),
+        rejected=(),
+        version=1,
+    )
+    return CollectorView(state=state, verdicts=verdicts, ready=ready, kube=kube or STANDALONE)
