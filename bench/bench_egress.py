@@ -52,7 +52,7 @@ DEADLINE = 2.0
 CHILD = r"""
 import asyncio, json, sys, time
 from agent.config import EgressConfig, EgressTarget
-from agent.probes.egress import probe_target, probe_targets
+from agent.probes.egress.probe import probe_target, probe_targets
 
 spec = json.load(sys.stdin)
 config = EgressConfig(targets=(), ca_file=spec["ca_file"], timeout=spec["deadline"])

@@ -20,7 +20,7 @@ import pytest
 import trustme
 
 from agent.config import EgressConfig, EgressTarget
-from agent.probes.egress import probe_target, probe_targets
+from agent.probes.egress.probe import probe_target, probe_targets
 from agent.probes.tls_facts import certificate_from_der
 from tests.support.servers import Behaviour, LoopThread, Pki, server_port, start_server
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agent.config import EgressConfig, EgressTarget
-from agent.probes.egress import probe_target
+from agent.probes.egress.probe import probe_target
 from tests.support.proxies import Tinyproxy
 from tests.support.servers import (
     Behaviour,

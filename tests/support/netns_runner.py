@@ -16,7 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from agent.config import EgressConfig
-from agent.probes.egress import probe_targets
+from agent.probes.egress.probe import probe_targets
 from tests.support.servers import Behaviour, start_server
 
 
