@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from collector.kubeview import STANDALONE, KubeView
+from collector.kube.view import STANDALONE, KubeView
 from collector.state import NodeEntry, StateSnapshot
 from preflight.profile import Profile
 

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.config import LimitsConfig
 from collector.exposition import FAMILIES, Exposition, issuer_cn, render, render_with_client
-from collector.kubeview import KubeNode, KubeView
+from collector.kube.view import KubeNode, KubeView
 from collector.plan import PlanIndex
 from collector.rules.model import Verdict
 from collector.state import ClusterState

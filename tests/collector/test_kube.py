@@ -18,8 +18,8 @@ from kmock import Response  # type: ignore[attr-defined]  # public, missing from
 from kubernetes import client
 
 from collector.config import KubernetesConfig
-from collector.kube import STANDALONE_ERROR, KubeSource, KubeWatcher
-from collector.kubeview import KubeNode, KubeView
+from collector.kube.adapter import STANDALONE_ERROR, KubeSource, KubeWatcher
+from collector.kube.view import KubeNode, KubeView
 from tests.support.kube import FORBIDDEN, NODES, FakeApi, _respond, status, version_info
 
 GiB = 2**30

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes.utils import parse_quantity as _client_parse_quantity
 
-from collector.kube import (
+from collector.kube.adapter import (
     KubeSource,
     KubeWatcher,
     parse_count,

@@ -13,7 +13,7 @@ import grpc.aio
 import pytest
 
 from collector.config import CollectorConfig, KubernetesConfig, ListenConfig
-from collector.kubeview import KubeView
+from collector.kube.view import KubeView
 from collector.plan import PlanBook, system_nodes
 from collector.rules.egress_install import evaluate as egress_install
 from collector.service import CollectorService

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pynvml
 import pytest
 
-from collector.kubeview import KubeView
+from collector.kube.view import KubeView
 from collector.rules import gpu_nodes
 from collector.rules.model import Verdict
 from preflight.v1 import report_pb2 as pb

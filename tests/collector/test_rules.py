@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.kubeview import KubeView
+from collector.kube.view import KubeView
 from collector.rules import (
     agent_coverage,
     cluster_ready,

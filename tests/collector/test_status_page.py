@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from collector.kubeview import KubeNode, KubeView
+from collector.kube.view import KubeNode, KubeView
 from collector.rules import cluster_ready, evaluate_all
 from collector.rules.model import ClusterView, Verdict
 from collector.statuspage import render_status_page

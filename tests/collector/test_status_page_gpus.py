@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.kubeview import KubeView
+from collector.kube.view import KubeView
 from collector.rules import gpu_nodes
 from collector.rules.model import ClusterView, Verdict
 from collector.statuspage import render_status_page

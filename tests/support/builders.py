@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from collector.kubeview import KubeNode, KubeView
+from collector.kube.view import KubeNode, KubeView
 from collector.rules.model import ClusterView
 from collector.state import NodeEntry, StateSnapshot
 from preflight.enums import REASONS

@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from collector.kubeview import STANDALONE, KubeView
+from collector.kube.view import STANDALONE, KubeView
 from collector.rules.model import Verdict
 from collector.state import NodeEntry, StateSnapshot
 from collector.view import CollectorView

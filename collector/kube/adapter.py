@@ -45,7 +45,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from collector.config import KubernetesConfig
-from collector.kubeview import KubeNode, KubeView
+from collector.kube.view import KubeNode, KubeView
 
 __all__ = [
     "STANDALONE_ERROR",
