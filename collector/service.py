@@ -17,7 +17,7 @@ from collector.auth import build_authenticator
 from collector.config import CollectorConfig
 from collector.exposition import Exposition
 from collector.ingest import ReportServicer, start_grpc_server
-from collector.kube.adapter import KubeWatcher
+from collector.kube.watcher import KubeWatcher
 from collector.plan import PlanBook
 from collector.rules import cluster_ready, evaluate_all
 from collector.rules.hysteresis import HysteresisTracker

@@ -3,9 +3,8 @@
 The only module of the collector that imports `kubernetes`. `KubeSource.read()` does one
 read (version + paginated node list) and never raises: an unreachable API, a 401/403, a
 timeout or an unreadable answer all become `KubeView(error=...)` with a one-line reason a
-person understands. `KubeWatcher` refreshes the view periodically with capped, jittered
-exponential backoff after errors; after an error `latest()` carries that error (the rules
-then say `unknown`), never the last good data as if it were current.
+person understands. `collector.kube.watcher.KubeWatcher` refreshes it periodically;
+quantities are parsed by `collector.kube.quantity`.
 
 Why the synchronous client in a worker thread rather than `kubernetes.aio`: the sync
 client is the mature one (the aio flavour is young, see DESIGN §7), and its
@@ -28,13 +27,10 @@ import copy
 import json
 import logging
 import os
-import random
-import re
 import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,18 +41,10 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from collector.config import KubernetesConfig
+from collector.kube.quantity import parse_count, parse_cpu, parse_memory
 from collector.kube.view import KubeNode, KubeView
 
-__all__ = [
-    "STANDALONE_ERROR",
-    "KubeMode",
-    "KubeSource",
-    "KubeWatcher",
-    "parse_count",
-    "parse_cpu",
-    "parse_memory",
-    "parse_quantity",
-]
+__all__ = ["STANDALONE_ERROR", "KubeMode", "KubeSource"]
 
 log = logging.getLogger(__name__)
 
@@ -78,80 +66,6 @@ CONTROL_PLANE_ROLES = frozenset({"control-plane", "master"})
 # kops and other 2020-era installers mark roles with this label instead (value = role).
 LEGACY_ROLE_LABEL = "kubernetes.io/role"
 _MAX_DETAIL = 300
-
-
-# --- quantities -------------------------------------------------------------------------
-
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": Decimal(1),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-}
-# The apimachinery grammar: signed number, then a binary SI suffix, a decimal exponent, or
-# a decimal SI suffix. The exponent alternative comes before "E" so "1E3" is 1000, "1E" exa.
-_QUANTITY = re.compile(
-    r"(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
-    r"(?:(?P<binary>Ki|Mi|Gi|Ti|Pi|Ei)|[eE](?P<exponent>[+-]?[0-9]{1,4})|(?P<decimal>[numkMGTPE]?))"
-)
-# Anything beyond this is no real node's resource; refusing it keeps int() conversions cheap.
-_MAX_MAGNITUDE = Decimal("1e30")
-
-
-def parse_quantity(text: str) -> Decimal:
-    """A Kubernetes resource quantity ("4", "3500m", "16Gi", "8e9", "1.5k") as a Decimal.
-
-    Raises ValueError naming the text when it is not a quantity.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"quantity must be a string, got {type(text).__name__}")
-    match = _QUANTITY.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}")
-    try:
-        number = Decimal(match["number"])
-    except InvalidOperation as e:  # pragma: no cover - the regex admits only valid numbers
-        raise ValueError(f"not a Kubernetes quantity: {text!r}") from e
-    if match["binary"] is not None:
-        value = number * _BINARY[match["binary"]]
-    elif match["exponent"] is not None:
-        exponent = int(match["exponent"])
-        if abs(exponent) > 30:
-            raise ValueError(f"quantity out of range: {text!r}")
-        value = number.scaleb(exponent)
-    else:
-        value = number * _DECIMAL[match["decimal"] or ""]
-    if abs(value) > _MAX_MAGNITUDE:
-        raise ValueError(f"quantity out of range: {text!r}")
-    return value
-
-
-def _ceil_int(value: Decimal) -> int:
-    # Kubernetes rounds fractional quantities up when it needs an integer (Quantity.Value()).
-    integral = int(value)
-    return integral + 1 if value > integral else integral
-
-
-def parse_cpu(text: str) -> float:
-    """CPU quantity in cores: "4" → 4.0, "3500m" → 3.5."""
-    return float(parse_quantity(text))
-
-
-def parse_memory(text: str) -> int:
-    """Memory quantity in bytes: "16Gi", "16384Ki", "8e9", "8G", "17179869184"."""
-    return _ceil_int(parse_quantity(text))
-
-
-def parse_count(text: str) -> int:
-    """An integer resource such as nvidia.com/gpu: "8" → 8."""
-    return _ceil_int(parse_quantity(text))
 
 
 # --- parsing the API's JSON ---------------------------------------------------------------
@@ -570,114 +484,3 @@ class KubeSource:
                 _close_api_client(api)
         # The version, when it was read, is kept for display; `error` still marks the view.
         return KubeView(server_version=version, error=error, fetched_at=self._clock())
-
-
-# --- the watcher --------------------------------------------------------------------------
-
-
-class KubeWatcher:
-    """Keeps a fresh KubeView: a read every `refresh_interval`, backing off after errors.
-
-    After a failed read `latest()` is that failure (error set, no nodes), so nothing reads
-    stale nodes as current; `last_good` keeps the most recent successful view for display.
-    Backoff after consecutive errors: `backoff_initial`, doubling, capped at `backoff_max`
-    (default max(refresh_interval, 60 s)), each delay jittered to 50–100 % of itself.
-    """
-
-    def __init__(
-        self,
-        source: KubeSource,
-        refresh_interval: float = 30.0,
-        *,
-        backoff_initial: float = 1.0,
-        backoff_max: float | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
-        if refresh_interval <= 0:
-            raise ValueError("refresh_interval must be positive")
-        if backoff_initial <= 0:
-            raise ValueError("backoff_initial must be positive")
-        self.source = source
-        self.refresh_interval = refresh_interval
-        self.backoff_initial = backoff_initial
-        self.backoff_max = (
-            max(refresh_interval, 60.0) if backoff_max is None else max(backoff_max, 1e-3)
-        )
-        self._rng = rng or random.Random()
-        self._latest = KubeView(
-            error="Kubernetes API not read yet" if not source.standalone else STANDALONE_ERROR
-        )
-        self._last_good: KubeView | None = None
-        self.consecutive_errors = 0
-        self.reads = 0
-        self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
-
-    @classmethod
-    def from_config(
-        cls,
-        config: KubernetesConfig,
-        *,
-        configuration: k8s_client.Configuration | None = None,
-    ) -> KubeWatcher:
-        """The watcher for `CollectorConfig.kubernetes`; `configuration` overrides the mode."""
-        source = KubeSource.from_config(config, configuration=configuration)
-        return cls(source, config.refresh_interval)
-
-    def latest(self) -> KubeView:
-        return self._latest
-
-    @property
-    def last_good(self) -> KubeView | None:
-        return self._last_good
-
-    def next_delay(self) -> float:
-        """Seconds until the next read, given how many reads in a row failed."""
-        if self.consecutive_errors == 0:
-            return self.refresh_interval
-        exponent = min(self.consecutive_errors - 1, 32)
-        delay = min(self.backoff_max, self.backoff_initial * 2.0**exponent)
-        return delay * (0.5 + 0.5 * self._rng.random())
-
-    async def refresh(self) -> KubeView:
-        """One read now; updates `latest()` (used by the loop, handy in tests)."""
-        view = await self.source.read()
-        self.reads += 1
-        if view.error is None:
-            if self.consecutive_errors:
-                log.info("kube: API answers again (%d nodes)", len(view.nodes))
-            self.consecutive_errors = 0
-            self._last_good = view
-        else:
-            if self.consecutive_errors == 0 or view.error != self._latest.error:
-                log.warning("kube: %s", view.error)
-            self.consecutive_errors += 1
-        self._latest = view
-        self._changed.set()
-        self._changed = asyncio.Event()
-        return view
-
-    async def next_view(self, timeout: float | None = None) -> KubeView:
-        """Waits for the next completed read and returns its view."""
-        await asyncio.wait_for(self._changed.wait(), timeout)
-        return self._latest
-
-    async def _run(self) -> None:
-        while True:
-            await self.refresh()
-            if self.source.standalone:
-                return  # nothing will ever change; the standalone view stays
-            await asyncio.sleep(self.next_delay())
-
-    async def start(self) -> None:
-        """Starts refreshing in the background; the first read begins at once."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="kube-watcher")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

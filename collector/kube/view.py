@@ -1,6 +1,6 @@
 """What the collector knows from the Kubernetes API, as plain immutable data.
 
-Produced by collector.kube (the adapter over the official client) and read by the
+Produced by collector.kube.adapter (the adapter over the official client) and read by the
 rules, the exposition and the status page, none of which import `kubernetes`.
 """
 

@@ -1,4 +1,4 @@
-"""collector.kube against a Kubernetes API served by kmock on loopback.
+"""collector.kube (adapter, watcher) against a Kubernetes API served by kmock on loopback.
 
 The fixture node list (tests/fixtures/kube/gpu-cluster/nodes.json) holds complete Node
 objects as `kubectl get nodes -o json` prints them; the official client's strict models
@@ -18,8 +18,9 @@ from kmock import Response  # type: ignore[attr-defined]  # public, missing from
 from kubernetes import client
 
 from collector.config import KubernetesConfig
-from collector.kube.adapter import STANDALONE_ERROR, KubeSource, KubeWatcher
+from collector.kube.adapter import STANDALONE_ERROR, KubeSource
 from collector.kube.view import KubeNode, KubeView
+from collector.kube.watcher import KubeWatcher
 from tests.support.kube import FORBIDDEN, NODES, FakeApi, _respond, status, version_info
 
 GiB = 2**30

@@ -1,4 +1,4 @@
-"""Kubernetes quantity parsing (collector.kube.parse_*): table, oracle and bad input."""
+"""Kubernetes quantity parsing (collector.kube.quantity.parse_*): table, oracle and bad input."""
 
 from __future__ import annotations
 
@@ -11,14 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes.utils import parse_quantity as _client_parse_quantity
 
-from collector.kube.adapter import (
-    KubeSource,
-    KubeWatcher,
-    parse_count,
-    parse_cpu,
-    parse_memory,
-    parse_quantity,
-)
+from collector.kube.adapter import KubeSource
+from collector.kube.quantity import parse_count, parse_cpu, parse_memory, parse_quantity
+from collector.kube.watcher import KubeWatcher
 
 # The official client's parser is the oracle where both accept the text (it is untyped).
 client_parse_quantity: Callable[[str], Decimal] = _client_parse_quantity
