@@ -1,6 +1,6 @@
 """Who a bearer token belongs to, asked of the Kubernetes API (TokenReview, then the pod).
 
-The one module besides collector/kube.py that talks to the API, for agent
+The one module besides collector/kube/adapter.py that talks to the API, for agent
 authentication only. A token is reviewed once and the answer cached under a SHA-256
 of the token (the token itself is never stored or logged), for at most `cache_ttl`
 and never past the token's own `exp`. The node a token speaks for comes from the
@@ -12,7 +12,7 @@ Bounded under an API outage: a review waits at most `timeout`, then the caller g
 fast; a cached answer whose TTL ran out but whose token is still valid keeps being used
 while the API cannot answer, so agents already verified keep reporting.
 
-The sync client runs in a small thread pool of its own (same reasoning as kube.py):
+The sync client runs in a small thread pool of its own (same reasoning as adapter.py):
 every request carries connect/read timeouts and urllib3 retries are off.
 """
 
