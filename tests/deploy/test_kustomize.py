@@ -26,7 +26,7 @@ from tests.support.kustomize import (
     OVERLAYS,
     REPO,
     agent_container,
-    find,
+    configmap,
     one,
     render,
     render_text,
@@ -90,12 +90,6 @@ def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
 def agent_pods(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The pod spec of each agent DaemonSet; both must exist."""
     return [one(objs, "DaemonSet", name)["spec"]["template"]["spec"] for name in AGENT_DAEMONSETS]
-
-
-def configmap(objs: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
-    found = [o for o in find(objs, "ConfigMap") if o["metadata"]["name"].startswith(prefix + "-")]
-    assert len(found) == 1, f"expected one generated ConfigMap {prefix}-<hash>"
-    return found[0]
 
 
 def arg_value(args: list[str], flag: str) -> str:

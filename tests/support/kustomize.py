@@ -57,3 +57,9 @@ def agent_container(objs: list[dict[str, Any]], name: str = "preflight-agent") -
         "containers"
     ][0]
     return container
+
+
+def configmap(objs: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    found = [o for o in find(objs, "ConfigMap") if o["metadata"]["name"].startswith(prefix + "-")]
+    assert len(found) == 1, f"expected one generated ConfigMap {prefix}-<hash>"
+    return found[0]
