@@ -111,7 +111,13 @@ suffixes = st.sampled_from(
 @given(sign=st.sampled_from(["", "+", "-"]), number=numbers, suffix=suffixes)
 def test_agrees_with_the_official_client(sign: str, number: str, suffix: str) -> None:
     text = f"{sign}{number}{suffix}"
-    assert parse_quantity(text) == client_parse_quantity(text)
+    expected = client_parse_quantity(text)
+    if abs(expected) > Decimal("1e30"):
+        # Beyond any real node's resources our parser refuses on purpose (cheap int()s).
+        with pytest.raises(ValueError, match="out of range"):
+            parse_quantity(text)
+    else:
+        assert parse_quantity(text) == expected
 
 
 @given(st.integers(min_value=0, max_value=2**50))
