@@ -7,7 +7,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from kubernetes.utils import parse_quantity as _client_parse_quantity
 
@@ -109,6 +109,7 @@ suffixes = st.sampled_from(
 
 
 @given(sign=st.sampled_from(["", "+", "-"]), number=numbers, suffix=suffixes)
+@example(sign="", number="867361737989", suffix="Ei")  # past the cap: refused
 def test_agrees_with_the_official_client(sign: str, number: str, suffix: str) -> None:
     text = f"{sign}{number}{suffix}"
     expected = client_parse_quantity(text)
