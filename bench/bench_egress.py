@@ -34,10 +34,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.egress.servers import (  # noqa: E402
+# `tests` is importable through the editable install (dev-mode dir: the repository root).
+from tests.support.servers import (
     Behaviour,
     LoopThread,
     Pki,
@@ -46,6 +44,7 @@ from tests.egress.servers import (  # noqa: E402
     start_server,
 )
 
+REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs" / "performance.md"
 SECTION = "## Egress probe"
 DEADLINE = 2.0
@@ -53,7 +52,7 @@ DEADLINE = 2.0
 CHILD = r"""
 import asyncio, json, sys, time
 from agent.config import EgressConfig, EgressTarget
-from agent.probes.egress import probe_target, probe_targets
+from agent.probes.egress.probe import probe_target, probe_targets
 
 spec = json.load(sys.stdin)
 config = EgressConfig(targets=(), ca_file=spec["ca_file"], timeout=spec["deadline"])

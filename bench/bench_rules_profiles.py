@@ -16,11 +16,11 @@ import dataclasses
 import statistics
 import time
 
-from collector.kubeview import KubeView
+from collector.kube.view import KubeView
 from collector.rules import evaluate_all
 from preflight.profile import load_profile, shipped_profiles
 from tests.collector.test_rules_runai import GFD, healthy_platform, node, system
-from tests.rule_fixtures import NOW, entry, report, view
+from tests.support.builders import NOW, entry, report, view
 
 
 def cluster(size: int) -> tuple[KubeView, list[object]]:

@@ -24,7 +24,7 @@ import grpc
 from kubernetes.client import Configuration
 
 from collector.config import AuthConfig, ConfigError, KubernetesConfig
-from collector.tokenreview import TokenReviewer, Unavailable, load_api_configuration
+from collector.kube.tokenreview import TokenReviewer, Unavailable, load_api_configuration
 
 log = logging.getLogger(__name__)
 

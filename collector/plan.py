@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from collector.kubeview import KubeView
+from collector.kube.view import KubeView
 from preflight.plan import plan_from_profile
 from preflight.profile import Profile
 from preflight.v1 import report_pb2 as pb

@@ -17,10 +17,10 @@ from collector.auth import build_authenticator
 from collector.config import CollectorConfig
 from collector.exposition import Exposition
 from collector.ingest import ReportServicer, start_grpc_server
-from collector.kube import KubeWatcher
-from collector.kubeplatform import read_platform
+from collector.kube.platform import read_platform
+from collector.kube.platform_view import PlatformView
+from collector.kube.watcher import KubeWatcher
 from collector.plan import PlanBook
-from collector.platformview import PlatformView
 from collector.rules import PLATFORM_REQUIREMENTS, cluster_ready, evaluate_all
 from collector.rules.hysteresis import HysteresisTracker
 from collector.rules.model import ClusterView, Verdict

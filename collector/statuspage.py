@@ -16,7 +16,7 @@ import html
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from collector.kubeview import KubeNode
+from collector.kube.view import KubeNode
 from collector.rules.model import Verdict
 from collector.state import NodeEntry
 from collector.view import CollectorView

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from collector.kubeview import STANDALONE, KubeView
+from collector.kube.view import STANDALONE, KubeView
 from collector.plan import PlanIndex
 from collector.rules import PHASE_REQUIREMENTS
 from collector.rules.model import Verdict

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the runai-preflight wheel from the source tree in the current directory
 # into DIR. The ONE wheel build command: the Dockerfile's build stage runs this
-# script, and tests/test_deploy_image.py runs it on the same image context.
+# script, and tests/deploy/test_image.py runs it on the same image context.
 #   usage: build-wheel.sh DIR      (PYTHON overrides the interpreter, default python3)
 set -eu
 if [ "$#" -ne 1 ]; then

@@ -11,7 +11,7 @@ from preflight.v1 import report_pb2 as pb
 
 
 def build(ctx: KindContext) -> Probe[list[r.EgressResult]]:
-    from agent.probes.egress import probe_targets
+    from agent.probes.egress.probe import probe_targets
 
     plan, settings = ctx.plan, ctx.config.egress
 

@@ -52,7 +52,7 @@ RULES: dict[str, Rule] = {
 }
 assert tuple(RULES) == KNOWN_REQUIREMENTS, "every known requirement id has exactly one rule"
 REQUIREMENTS = tuple(RULES)
-# Requirements judged only from the cluster add-ons (collector.kubeplatform reads them).
+# Requirements judged only from the cluster add-ons (collector.kube.platform reads them).
 PLATFORM_REQUIREMENTS = frozenset(
     {"gpu_operator", "ingress_controller", "prometheus_stack", "default_storage_class"}
 )

@@ -6,7 +6,7 @@ machine really has) and the node's Kubernetes capacity otherwise. Never fails.
 
 from __future__ import annotations
 
-from collector.kubeview import KubeNode
+from collector.kube.view import KubeNode
 from collector.rules.model import ClusterView, Verdict, count, names
 
 REQUIREMENT = "control_plane_hardware"

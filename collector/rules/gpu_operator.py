@@ -10,7 +10,7 @@ be installed and the operator fixed afterwards.
 
 from __future__ import annotations
 
-from collector.platformview import PlatformView
+from collector.kube.platform_view import PlatformView
 from collector.rules.model import ClusterView, Verdict, count, names
 from collector.rules.versions import at_least, at_most, dotted, matches_prefix
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from collector.kubeview import STANDALONE, KubeView
-from collector.platformview import PlatformView
+from collector.kube.platform_view import PlatformView
+from collector.kube.view import STANDALONE, KubeView
 from collector.state import NodeEntry, StateSnapshot
 from preflight.profile import Profile
 

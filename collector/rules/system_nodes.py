@@ -10,7 +10,7 @@ else from the kubelet's ephemeral-storage capacity.
 
 from __future__ import annotations
 
-from collector.kubeview import KubeNode
+from collector.kube.view import KubeNode
 from collector.rules.model import ClusterView, Verdict, count, names
 
 REQUIREMENT = "system_nodes"

@@ -2,7 +2,7 @@
 
 The trees (tests/fixtures/hostfs/gpu-*, formats cited in its README.md) are read
 through HostFS exactly as under --host-root; NVML is the real pynvml binding (which
-finds no libnvidia-ml.so.1 on this machine) or tests/test_gpu.py's injected fake.
+finds no libnvidia-ml.so.1 on this machine) or tests/agent/test_gpu.py's injected fake.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from agent.report import to_json
 from agent.snapshot import Snapshot, build_report
 from agent.text import to_text
 from preflight.v1 import report_pb2 as pb
-from tests.test_gpu import FakeNvml
+from tests.support.nvml import FakeNvml
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hostfs"
 GPUS = (

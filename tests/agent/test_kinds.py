@@ -16,7 +16,7 @@ from agent.runner import ProbeSet, run_cycle
 from agent.snapshot import Snapshot, build_report
 from agent.text import to_text
 from preflight.v1 import report_pb2 as pb
-from tests.e2e.procs import BIN, HttpsServer
+from tests.support.procs import BIN, HttpsServer
 from tests.support.profiles import local_target, write_profile
 
 RESULTS: dict[str, object] = {

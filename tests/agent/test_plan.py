@@ -27,7 +27,7 @@ from collector.service import CollectorService
 from preflight.plan import plan_from_profile
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
-from tests.e2e.procs import BIN, HttpsServer
+from tests.support.procs import BIN, HttpsServer
 from tests.support.profiles import local_target, write_profile
 
 

@@ -24,8 +24,8 @@ from collector.config import AuthConfig, CollectorConfig, KubernetesConfig, List
 from collector.service import CollectorService
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.conftest import ascrape, sample
 from tests.support.kubeauth import FakeAuthApi, auth_api
+from tests.support.metrics import ascrape, sample
 
 MAX_SEQUENCE = 2**64 - 1
 

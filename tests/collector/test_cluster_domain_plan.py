@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from collector.config import load_config
-from collector.kubeview import KubeView
+from collector.kube.view import KubeView
 from collector.plan import PlanBook
 from preflight.configfile import ConfigError
 from preflight.plan import CLUSTER_DOMAIN_TARGET, plan_from_profile
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
-from tests.rule_fixtures import NOW, kube_node
+from tests.support.builders import NOW, kube_node
 
 PROFILE = load_profile("runai-2.25")
 

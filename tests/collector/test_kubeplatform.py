@@ -1,4 +1,4 @@
-"""collector.kubeplatform: the add-on reads against a kmock-served API of a 2026 cluster."""
+"""collector.kube.platform: the add-on reads against a kmock-served API of a 2026 cluster."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from collector.kube import KubeSource
-from collector.kubeplatform import PlatformSettings, operator_version, read_platform
-from collector.platformview import PlatformView
+from collector.kube.adapter import KubeSource
+from collector.kube.platform import PlatformSettings, operator_version, read_platform
+from collector.kube.platform_view import PlatformView
 from tests.support.kube_cluster import NOT_FOUND, ClusterApi, cluster_api, fixture, forbidden
 
 

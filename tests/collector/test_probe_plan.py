@@ -1,8 +1,6 @@
 """The collector's probe plans: derived from the profile and node roles, sent in every ack,
 outdated plans exposed, a profile file re-read when it changes."""
 
-# ruff: noqa: F811 — pytest injects the imported `api` fixture by parameter name
-
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +13,7 @@ import grpc.aio
 import pytest
 
 from collector.config import CollectorConfig, KubernetesConfig, ListenConfig
-from collector.kubeview import KubeView
+from collector.kube.view import KubeView
 from collector.plan import PlanBook, system_nodes
 from collector.rules.egress_install import evaluate as egress_install
 from collector.service import CollectorService
@@ -23,10 +21,10 @@ from preflight.plan import content_version, plan_from_profile
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.conftest import ascrape, sample
-from tests.rule_fixtures import cluster, entry, kube_node, report, view
+from tests.support.builders import cluster, entry, kube_node, report, view
+from tests.support.kube import FakeApi
+from tests.support.metrics import ascrape, sample
 from tests.support.profiles import local_target, write_profile
-from tests.test_kube import FakeApi, api  # noqa: F401 — `api` is a fixture
 
 SYSTEM = "node-role.kubernetes.io/runai-system"
 

@@ -23,7 +23,7 @@ from collector.service import CollectorService
 from preflight.plan import CLUSTER_DOMAIN_TARGET
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.rule_fixtures import report
+from tests.support.builders import report
 from tests.support.kube_cluster import NOT_FOUND, ClusterApi, cluster_api, version_info
 
 # Per profile: a Kubernetes version inside its range, a GPU Operator version inside its.

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import pynvml
 import pytest
 
-from collector.kubeview import KubeView
+from collector.kube.view import KubeView
 from collector.rules import gpu_nodes
 from collector.rules.model import Verdict
 from preflight.v1 import report_pb2 as pb
-from tests.rule_fixtures import cluster, entry, kube_node, report, view
+from tests.support.builders import cluster, entry, kube_node, report, view
 from tests.support.gpu_reports import gpu_report
-from tests.test_gpu import FakeNvml
+from tests.support.nvml import FakeNvml
 
 MISMATCH = pynvml.NVMLError(pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
 

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from collector.kubeview import KubeNode, KubeView
-from collector.platformview import (
+from collector.kube.platform_view import (
     OK,
     ClusterPolicyInfo,
     IngressClassInfo,
@@ -17,6 +16,7 @@ from collector.platformview import (
     ReadOutcome,
     StorageClassInfo,
 )
+from collector.kube.view import KubeNode, KubeView
 from collector.rules import (
     RULES,
     clock_sync,
@@ -33,7 +33,7 @@ from collector.rules import (
 )
 from collector.rules.model import ClusterView
 from preflight.profile import Profile, load_profile
-from tests.rule_fixtures import NOW, entry, kube_node, report, view
+from tests.support.builders import NOW, entry, kube_node, report, view
 
 P225 = load_profile("runai-2.25")
 P218 = load_profile("runai-2.18")

@@ -12,7 +12,7 @@ from collector.service import CollectorService
 from collector.state import ClusterState, Rejected
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.conftest import ascrape, sample
+from tests.support.metrics import ascrape, sample
 
 MAX_SEQUENCE = 2**64 - 1
 HEARTBEAT = 30.0

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.kubeview import KubeView
+from collector.kube.view import KubeView
 from collector.rules import gpu_nodes
 from collector.rules.model import ClusterView, Verdict
 from collector.statuspage import render_status_page
-from tests.rule_fixtures import PROFILE, cluster, kube_node
+from tests.support.builders import PROFILE, cluster, kube_node
 from tests.support.gpu_reports import gpu_report
-from tests.test_gpu import FakeNvml
-from tests.test_status_page import entry, parse, view
+from tests.support.nvml import FakeNvml
+from tests.support.samples import entry, parse, view
 
 
 def capacity_row(page: str, node: str) -> list[Any]:

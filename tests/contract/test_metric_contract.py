@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.promql_tools import CONTRACT_METRICS
+from tests.support.promql import CONTRACT_METRICS
 
 # DESIGN.md §4 "Metrics": settled public names (extend freely, rename never).
 SETTLED = {

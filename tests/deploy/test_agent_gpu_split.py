@@ -1,6 +1,6 @@
 """The agent DaemonSet split: GPU nodes run the agent through the NVIDIA runtime, others plain.
 
-Every overlay is rendered with the real `kubectl kustomize` (tests/test_deploy.py's
+Every overlay is rendered with the real `kubectl kustomize` (tests/deploy/test_kustomize.py's
 helpers); scheduling is decided by Kubernetes' own node-affinity rules
 (nodeSelectorTerms are ORed, matchExpressions ANDed; NotIn and DoesNotExist match a
 node without the label), applied to nodes as the GPU Operator labels them.
@@ -13,11 +13,17 @@ from typing import Any
 
 import pytest
 
-from tests import test_deploy
-from tests.test_deploy import AGENT_DAEMONSETS, OVERLAYS, agent_container, one, render
+from tests.support.kustomize import (
+    AGENT_DAEMONSETS,
+    NEEDS_KUBECTL,
+    OVERLAYS,
+    agent_container,
+    one,
+    render,
+)
 
 # Same condition as the deploy tests: rendering needs kubectl.
-pytestmark = test_deploy.pytestmark
+pytestmark = NEEDS_KUBECTL
 
 
 GPU_LABEL = "nvidia.com/gpu.present"

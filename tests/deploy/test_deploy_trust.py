@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from preflight.configfile import parse_duration
-from tests.test_deploy import OVERLAYS, configmap, find, one, render
+from tests.support.kustomize import OVERLAYS, configmap, find, one, render
 
 pytestmark = pytest.mark.skipif(not OVERLAYS, reason="no overlays")
 

@@ -1,4 +1,4 @@
-"""The collector's ClusterRole grants exactly the add-on reads collector.kubeplatform makes.
+"""The collector's ClusterRole grants exactly the add-on reads collector.kube.platform makes.
 
 The reader is run against the kmock cluster with every read answered; each request it made
 is mapped to (API group, resource, verb, name) and must be granted by a rule of the role,
@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from collector.kubeplatform import read_platform
+from collector.kube.platform import read_platform
 from tests.support.kube_cluster import cluster_api
 
 RBAC = Path(__file__).resolve().parents[2] / "deploy/kustomize/base/collector-rbac.yaml"

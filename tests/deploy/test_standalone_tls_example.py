@@ -17,8 +17,9 @@ import pytest
 import yaml
 from cryptography import x509
 
-from tests.conftest import free_port, sample, scrape
-from tests.e2e.procs import start, stop, wait_for
+from tests.support.metrics import sample, scrape
+from tests.support.procs import start, stop, wait_for
+from tests.support.servers import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "standalone-tls"
 PLACEHOLDER = "/etc/preflight-standalone"

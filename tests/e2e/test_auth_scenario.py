@@ -20,9 +20,10 @@ import pytest
 import trustme
 import yaml
 
-from tests.conftest import free_port, sample, scrape
-from tests.e2e.procs import HttpsServer, start, stop, wait_for, write_collector_config
 from tests.support.kubeauth import Grant, ThreadedAuthApi, make_token
+from tests.support.metrics import sample, scrape
+from tests.support.procs import HttpsServer, start, stop, wait_for, write_collector_config
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from preflight.profile import load_profile
-from tests.conftest import Samples
-from tests.e2e.egress_scenario_net import (
+from tests.support.egress_scenario import (
     HUB,
     NODES,
     PREFIX,
@@ -29,7 +28,8 @@ from tests.e2e.egress_scenario_net import (
     clean_stale,
     missing_requirements,
 )
-from tests.egress.netns import Netns
+from tests.support.metrics import Samples
+from tests.support.netns import Netns
 
 # The targets of the packaged profile, as the agents get them in their probe plan.
 RUNAI_2020 = tuple(t.model_dump() for t in load_profile("runai-2020").egress.targets)

@@ -23,9 +23,10 @@ import yaml
 
 from preflight.plan import plan_from_profile
 from preflight.profile import load_profile
-from tests.conftest import Samples, free_port, scrape
-from tests.e2e.procs import HttpsServer, start, stop, wait_for, write_collector_config
+from tests.support.metrics import Samples, scrape
+from tests.support.procs import HttpsServer, start, stop, wait_for, write_collector_config
 from tests.support.profiles import local_target, write_profile
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.e2e
 

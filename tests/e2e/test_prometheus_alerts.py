@@ -38,11 +38,12 @@ import pytest
 import trustme
 import yaml
 
-from tests.conftest import free_port, sample, scrape
-from tests.dashboard_queries import dashboard_query_specs
-from tests.e2e.procs import HttpsServer, start, stop, wait_for
-from tests.promql_tools import RULES_FILE
+from tests.support.dashboard import dashboard_query_specs
+from tests.support.metrics import sample, scrape
+from tests.support.procs import HttpsServer, start, stop, wait_for
 from tests.support.profiles import local_target, write_profile
+from tests.support.promql import RULES_FILE
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.e2e
 

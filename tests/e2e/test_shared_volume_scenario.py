@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import free_port
-from tests.e2e.procs import BIN, NODE_NAMESPACE, start, stop, wait_for, write_collector_config
+from tests.support.procs import BIN, NODE_NAMESPACE, start, stop, wait_for, write_collector_config
 from tests.support.profiles import write_profile
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 

@@ -27,9 +27,8 @@ import yaml
 
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.conftest import free_port
-from tests.e2e.procs import start, stop, wait_for
-from tests.status_page_samples import (
+from tests.support.procs import start, stop, wait_for
+from tests.support.samples import (
     HOSTILE_CPU,
     HOSTILE_NODE,
     HOSTILE_NODE_2,
@@ -40,6 +39,7 @@ from tests.status_page_samples import (
     cluster_reports,
     parse,
 )
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

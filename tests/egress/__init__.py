@@ -1,1 +1,0 @@
-"""Support for the egress probe tests: TLS servers, a private PKI, proxies, namespaces."""
