@@ -41,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = load_config(args.config)
-        load_profile(config.profile)
+        try:
+            load_profile(config.profile)
+        except ConfigError as error:
+            # Name where the profile was chosen, then what is wrong with it.
+            source = args.config or "built-in defaults"
+            raise ConfigError(f"{source}: key 'profile': {error}") from None
         if args.check_config:
             # The config alone: the TLS and token files live where it is deployed.
             print(f"preflight-collector: config OK ({args.config or 'built-in defaults'})")

@@ -7,14 +7,20 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_file
+from preflight.configfile import (
+    ConfigError,
+    Duration,
+    ListenAddress,
+    StrictModel,
+    load_yaml_file,
+)
 
 __all__ = ["CollectorConfig", "ConfigError", "load_config"]
 
 
 class ListenConfig(StrictModel):
-    grpc: str = "0.0.0.0:9751"
-    http: str = "0.0.0.0:9750"
+    grpc: ListenAddress = "0.0.0.0:9751"
+    http: ListenAddress = "0.0.0.0:9750"
 
 
 class LimitsConfig(StrictModel):
@@ -28,6 +34,19 @@ class LimitsConfig(StrictModel):
     # An agent reports on change (at most once per probe cycle) and every heartbeat.
     min_report_interval: Duration = 1.0
     report_burst: int = Field(default=10, ge=1)
+    # Distinct nodes held at once; a report for one more is refused (too_many_nodes).
+    max_nodes: int = Field(default=5000, ge=1)
+    # Serialized bytes of all stored reports together (refused beyond: state_full).
+    max_state_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
+    # Strings that become label values (targets, mount paths, kernel, OS, versions).
+    max_label_length: int = Field(default=256, ge=16, le=4096)
+    # Free text (messages, certificate subjects, mount options) is cut to this length.
+    max_text_length: int = Field(default=2048, ge=64, le=65536)
+    # Items in any other repeated field (DNS addresses, certificate names, peers, GPUs).
+    max_list_length: int = Field(default=1024, ge=1)
+    # Event times (sent_at, started_at, markers, boot time) further from the collector's
+    # clock than this are refused; a smaller skew stays a reported fact.
+    max_timestamp_offset: Duration = 10 * 365 * 86400.0
 
 
 class KubernetesConfig(StrictModel):

@@ -166,6 +166,34 @@ MOUNT_UP = _g("preflight_mount_up", "1 when a filesystem is mounted at the path.
 MOUNT_WRITABLE = _g("preflight_mount_writable", "1 when the write round-trip succeeded.", _NP, True)
 MOUNT_STUCK = _g("preflight_mount_stuck", "1 while a call on the path is blocked.", _NP, True)
 MOUNT_PEERS = _g("preflight_mount_peers_visible", "Peer markers visible on the path.", _NP, True)
+NODE_UNUSABLE = _g(
+    "preflight_node_report_unusable",
+    "1 for a node whose report could not be judged or rendered (its other series are "
+    "left out; the reason is on the status page).",
+    ("node",),
+    True,
+)
+NODE_DATA_ERRORS = Family(
+    "preflight_node_data_errors_total",
+    "counter",
+    "Times one node's data raised in a surface (rules, metrics, json, status_page); "
+    "the other nodes were still rendered.",
+    ("surface",),
+    False,
+)
+JUDGING_ERRORS = Family(
+    "preflight_judging_errors_total",
+    "counter",
+    "Judging passes that raised; the supervised loop went on.",
+    (),
+    False,
+)
+VERDICTS_TIMESTAMP = _g(
+    "preflight_verdicts_timestamp_seconds",
+    "When judging last completed: the time the served verdicts are current as of.",
+    (),
+    False,
+)
 
 # Exposition order. Cluster-wide families are rendered fresh on every scrape; per-node
 # families come from the node cache.
@@ -194,6 +222,10 @@ FAMILIES: tuple[Family, ...] = (
     MOUNT_WRITABLE,
     MOUNT_STUCK,
     MOUNT_PEERS,
+    NODE_UNUSABLE,
+    NODE_DATA_ERRORS,
+    JUDGING_ERRORS,
+    VERDICTS_TIMESTAMP,
 )
 _NODE_FAMILIES = tuple(f for f in FAMILIES if f.per_node)
 # Position of each per-node family within a node's cached chunks.
@@ -225,6 +257,15 @@ def issuer_cn(issuer: str) -> str:
         if sep and key.strip().upper() == "CN":
             return value.strip()[:ISSUER_LABEL_MAX]
     return issuer[:ISSUER_LABEL_MAX]
+
+
+def unusable_samples(node: NodeEntry) -> list[Sample]:
+    """What is still said of a node whose data cannot be used: it reports, and that's all."""
+    return [
+        (AGENT_UP, (node.name,), 1.0 if node.up else 0.0),
+        (AGENT_LAST_REPORT, (node.name,), node.received_at),
+        (NODE_UNUSABLE, (node.name,), 1.0),
+    ]
 
 
 def node_samples(
@@ -315,6 +356,25 @@ def cluster_samples(view: CollectorView, expiries: Iterable[dict[str, float]]) -
             earliest[target] = min(expiry, earliest.get(target, expiry))
     for target, expiry in sorted(earliest.items()):
         yield EGRESS_NOT_AFTER, (target,), expiry
+    for surface, count in view.faults.counts():
+        yield NODE_DATA_ERRORS, (surface,), float(count)
+    yield JUDGING_ERRORS, (), float(view.judging_errors)
+    yield VERDICTS_TIMESTAMP, (), view.judged_at
+
+
+def guarded_node_samples(
+    view: CollectorView, node: NodeEntry, allocatable_gpus: int | None
+) -> tuple[list[Sample], dict[str, float]]:
+    """(samples, certificate expiries) of one node, or its unusable samples when that raises."""
+    if node.name in view.unusable_names:
+        return unusable_samples(node), {}
+    plan = view.plans.version_for(node.name)
+    return view.faults.guard(
+        "metrics",
+        node.name,
+        lambda: (list(node_samples(node, allocatable_gpus, plan)), node_cert_expiries(node)),
+        lambda _reason: (unusable_samples(node), {}),
+    )
 
 
 # ---------------------------------------------------------------- text writer
@@ -351,29 +411,44 @@ class _NodeText:
     expected_plan: str | None
     chunks: tuple[bytes, ...]  # one per per-node family, in _NODE_SLOT order
     expiries: dict[str, float]
+    marked: bool  # marked unusable by the rules
 
-    def matches(self, node: NodeEntry, allocatable_gpus: int | None, plan: str | None) -> bool:
+    def matches(
+        self, node: NodeEntry, allocatable_gpus: int | None, plan: str | None, marked: bool
+    ) -> bool:
         return (
             self.report is node.report
             and self.received_at == node.received_at
             and self.up == node.up
             and self.allocatable_gpus == allocatable_gpus
             and self.expected_plan == plan
+            and self.marked == marked
         )
 
 
-def _render_node(node: NodeEntry, allocatable_gpus: int | None, plan: str | None) -> _NodeText:
-    parts: list[list[str]] = [[] for _ in _NODE_FAMILIES]
-    for family, values, value in node_samples(node, allocatable_gpus, plan):
-        parts[_NODE_SLOT[family]].append(_line(family, values, value))
+def _render_node(
+    view: CollectorView, node: NodeEntry, allocatable_gpus: int | None, plan: str | None
+) -> _NodeText:
+    def text(samples: list[Sample]) -> tuple[bytes, ...]:
+        parts: list[list[str]] = [[] for _ in _NODE_FAMILIES]
+        for family, values, value in samples:
+            parts[_NODE_SLOT[family]].append(_line(family, values, value))
+        return tuple("".join(p).encode() for p in parts)
+
+    samples, expiries = guarded_node_samples(view, node, allocatable_gpus)
+    # Formatting can raise too (it is where a bad value would show): same fallback.
+    chunks = view.faults.guard(
+        "metrics", node.name, lambda: text(samples), lambda _r: text(unusable_samples(node))
+    )
     return _NodeText(
         report=node.report,
         received_at=node.received_at,
         up=node.up,
         allocatable_gpus=allocatable_gpus,
         expected_plan=plan,
-        chunks=tuple("".join(p).encode() for p in parts),
-        expiries=node_cert_expiries(node),
+        chunks=chunks,
+        expiries=expiries,
+        marked=node.name in view.unusable_names,
     )
 
 
@@ -397,14 +472,15 @@ class Exposition:
         previous = self._nodes
         current: dict[str, _NodeText] = {}
         hits = 0
+        marked = view.unusable_names
         for node in view.state.nodes:
             gpus = allocatable.get(node.name)
             plan = view.plans.version_for(node.name)
             text = previous.get(node.name)
-            if text is not None and text.matches(node, gpus, plan):
+            if text is not None and text.matches(node, gpus, plan, node.name in marked):
                 hits += 1
             else:
-                text = _render_node(node, gpus, plan)
+                text = _render_node(view, node, gpus, plan)
             current[node.name] = text
         with self._lock:
             self._nodes = current
@@ -456,12 +532,9 @@ class SnapshotCollector(Collector):
                 families[f] = CounterMetricFamily(base, f.help, labels=list(f.labels))
             else:
                 families[f] = GaugeMetricFamily(f.name, f.help, labels=list(f.labels))
-        expiries = [node_cert_expiries(n) for n in nodes]
-        samples: list[Iterable[Sample]] = [cluster_samples(self.data, expiries)]
-        samples.extend(
-            node_samples(n, allocatable.get(n.name), self.data.plans.version_for(n.name))
-            for n in nodes
-        )
+        per_node = [guarded_node_samples(self.data, n, allocatable.get(n.name)) for n in nodes]
+        samples: list[Iterable[Sample]] = [cluster_samples(self.data, [e for _, e in per_node])]
+        samples.extend(s for s, _ in per_node)
         for source in samples:
             for family, values, value in source:
                 families[family].add_metric(list(values), value)

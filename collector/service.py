@@ -17,23 +17,28 @@ from collector.auth import build_authenticator
 from collector.config import CollectorConfig
 from collector.exposition import Exposition
 from collector.ingest import ReportServicer, start_grpc_server
+from collector.isolation import FaultLog
+from collector.judging import evaluate_isolated
 from collector.kube.platform import read_platform
 from collector.kube.platform_view import PlatformView
 from collector.kube.watcher import KubeWatcher
 from collector.plan import PlanBook
-from collector.rules import PLATFORM_REQUIREMENTS, cluster_ready, evaluate_all
+from collector.rules import PLATFORM_REQUIREMENTS, cluster_ready
 from collector.rules.hysteresis import HysteresisTracker
 from collector.rules.model import ClusterView, Verdict
 from collector.state import ClusterState
 from collector.tls import CertificateSource
 from collector.view import CollectorView
-from collector.web import WebApp
+from collector.web import BODY_LINGER_SECONDS, HEADER_TIMEOUT_SECONDS, WebApp
 from preflight.configfile import ConfigError
 from preflight.profile import Profile, load_profile, shipped_profiles
 
 log = logging.getLogger(__name__)
 
 EVALUATION_INTERVAL_SECONDS = 1.0
+# Verdicts older than this many evaluation intervals (at least two heartbeats, which
+# is when they must be re-judged anyway) mean the engine is stuck: /readyz fails.
+STALLED_AFTER_INTERVALS = 10
 SHUTDOWN_STEP_SECONDS = 5.0
 
 
@@ -92,18 +97,40 @@ class CollectorService:
             config.heartbeat_interval,
             self.plans.for_node,
             authenticator=self.authenticator,
+            known_nodes=self._known_nodes,
         )
         self._observed: object = None
         self._verdicts: tuple[Verdict, ...] = ()
+        self._unusable: tuple[tuple[str, str], ...] = ()
+        self._judged_at = 0.0
+        self.judging_errors = 0
+        self.faults = FaultLog()
+        self.verdicts_stale_after = max(
+            STALLED_AFTER_INTERVALS * EVALUATION_INTERVAL_SECONDS, 2 * config.heartbeat_interval
+        )
+        self._known: tuple[float, frozenset[str] | None] = (-1.0, None)
         self._observer: asyncio.Task[None] | None = None
         self.exposition = Exposition()
-        self.web = WebApp(
-            self.current_view, lambda: self._grpc is not None, render=self.exposition.render
-        )
+        self.web = WebApp(self.current_view, self.is_ready, render=self.exposition.render)
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self.grpc_port = 0
         self.http_port = 0
+
+    def _known_nodes(self) -> frozenset[str] | None:
+        """Kubernetes node names when the API is readable (ingest refuses others), else None."""
+        kube = self.kube.latest()
+        if not kube.available:
+            return None
+        if self._known[0] != kube.fetched_at:
+            self._known = (kube.fetched_at, frozenset(n.name for n in kube.nodes))
+        return self._known[1]
+
+    def is_ready(self) -> bool:
+        """Serving gRPC and judging; verdicts older than `verdicts_stale_after`: frozen engine."""
+        if self._grpc is None:
+            return False
+        return time.time() - self._judged_at <= self.verdicts_stale_after
 
     def current_view(self) -> CollectorView:
         """A fresh snapshot with the latest verdicts (at most one evaluation interval old)."""
@@ -117,6 +144,10 @@ class CollectorService:
             profile_name=self.profile.name,
             plans=self.plans.index(),
             phases=tuple(phases.items()),
+            unusable=self._unusable,
+            judged_at=self._judged_at,
+            judging_errors=self.judging_errors,
+            faults=self.faults,
         )
 
     def _read_platform(self, api: object, request_timeout: float) -> PlatformView | None:
@@ -166,9 +197,11 @@ class CollectorService:
         self._profile_generation += 1
         self.plans.set_profile(profile)
 
-    def _judge(self, view: ClusterView) -> tuple[Verdict, ...]:
+    def _judge(self, view: ClusterView) -> tuple[tuple[Verdict, ...], tuple[tuple[str, str], ...]]:
         # Pure rules over immutable data, plus hysteresis that only this path touches.
-        return tuple(self.hysteresis.observe(evaluate_all(view), view.now))
+        judgement = evaluate_isolated(view, self.faults)
+        verdicts = tuple(self.hysteresis.observe(list(judgement.verdicts), view.now))
+        return verdicts, judgement.unusable
 
     async def observe(self) -> None:
         """One observation: re-judge when something observable changed since the last."""
@@ -184,29 +217,40 @@ class CollectorService:
             # Time alone matters too (late reports, marker age): once per heartbeat.
             int(now // self.config.heartbeat_interval),
         )
-        if key == self._observed:
-            return
-        view = ClusterView(
-            state=snapshot,
-            profile=self.profile,
-            now=now,
-            kube=kube,
-            cluster_domain=self.config.cluster_domain,
-        )
-        # ~80 ms at 10,000 nodes: off the event loop, so gRPC ingest never waits on it.
-        self._verdicts = await asyncio.to_thread(self._judge, view)
-        self._observed = key
+        if key != self._observed:
+            view = ClusterView(
+                state=snapshot,
+                profile=self.profile,
+                now=now,
+                kube=kube,
+                cluster_domain=self.config.cluster_domain,
+            )
+            # ~80 ms at 10,000 nodes: off the event loop, so gRPC ingest never waits on it.
+            self._verdicts, self._unusable = await asyncio.to_thread(self._judge, view)
+            self._observed = key
+        # Unchanged inputs still count as judged: the verdicts are current as of `now`.
+        self._judged_at = now
 
     async def _observe_forever(self) -> None:
-        # Observations follow the state, not how often someone scrapes.
+        # Observations follow the state, not how often someone scrapes. Supervised: an
+        # exception is logged and counted and the loop goes on; a loop that stops
+        # completing shows in /readyz and preflight_verdicts_timestamp_seconds.
         while True:
             await asyncio.sleep(EVALUATION_INTERVAL_SECONDS)
-            self.reload_profile()
-            await self.observe()
+            try:
+                self.reload_profile()
+                await self.observe()
+            except Exception:
+                self.judging_errors += 1
+                log.exception("judging failed (%d failures so far)", self.judging_errors)
 
     async def start(self) -> None:
         self._http = web.AppRunner(
-            self.web.app, access_log=None, shutdown_timeout=SHUTDOWN_STEP_SECONDS / 2
+            self.web.app,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_STEP_SECONDS / 2,
+            keepalive_timeout=HEADER_TIMEOUT_SECONDS,
+            lingering_time=BODY_LINGER_SECONDS,
         )
         await self._http.setup()
         host, port = split_address(self.config.listen.http)
@@ -219,7 +263,11 @@ class CollectorService:
             self.servicer, self.config.listen.grpc, credentials
         )
         await self.kube.start()
-        await self.observe()
+        try:
+            await self.observe()
+        except Exception:
+            self.judging_errors += 1
+            log.exception("first judging failed; the observer keeps trying")
         self._observer = asyncio.create_task(self._observe_forever())
         log.info("collector: gRPC on :%d, HTTP on :%d", self.grpc_port, self.http_port)
 

@@ -7,11 +7,17 @@ Readers never see the mutable dict: `snapshot()` hands out an immutable view.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from functools import cached_property
 
 from collector.config import LimitsConfig
+from collector.validation import Rejected, validate
 from preflight.v1 import report_pb2 as pb
 
+__all__ = ["REJECTION_REASONS", "ClusterState", "NodeEntry", "Rejected", "StateSnapshot"]
+
+# The one closed set of reasons a report is refused for (the `reason` label).
 REJECTION_REASONS = (
     "malformed",
     "message_too_large",
@@ -24,16 +30,17 @@ REJECTION_REASONS = (
     "unauthenticated",
     "identity_mismatch",
     "rate_limited",
+    # collector.validation: one field of the report is unusable.
+    "invalid_timestamp",
+    "invalid_number",
+    "duplicate_name",
+    "label_too_long",
+    "too_many_items",
+    # Bounded state (DESIGN.md §8).
+    "too_many_nodes",
+    "state_full",
+    "unknown_node",
 )
-
-
-class Rejected(Exception):
-    """An invalid report; `reason` is one of REJECTION_REASONS."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -64,24 +71,13 @@ class StateSnapshot:
     version: int
 
     def node(self, name: str) -> NodeEntry | None:
-        return next((n for n in self.nodes if n.name == name), None)
+        return self.by_name.get(name)
 
-
-def validate(report: pb.NodeReport, limits: LimitsConfig) -> None:
-    name = report.node_name
-    if not name.strip():
-        raise Rejected("node_name_empty", "node_name is empty")
-    if len(name) > limits.max_node_name_length:
-        raise Rejected(
-            "node_name_too_long",
-            f"node_name has {len(name)} characters, limit {limits.max_node_name_length}",
-        )
-    if len(report.egress) > limits.max_targets:
-        raise Rejected(
-            "too_many_targets", f"{len(report.egress)} egress results, limit {limits.max_targets}"
-        )
-    if len(report.mounts) > limits.max_mounts:
-        raise Rejected("too_many_mounts", f"{len(report.mounts)} mounts, limit {limits.max_mounts}")
+    @cached_property
+    def by_name(self) -> dict[str, NodeEntry]:
+        # Built once per snapshot: rules look nodes up by name, and a scan per lookup
+        # made agent_coverage quadratic in stale nodes.
+        return {n.name: n for n in self.nodes}
 
 
 class ClusterState:
@@ -99,17 +95,40 @@ class ClusterState:
         self.stale_after_seconds = heartbeat_interval * stale_after_heartbeats
         self.forget_after = max(forget_after, self.stale_after_seconds)
         self._nodes: dict[str, NodeEntry] = {}
+        # Serialized size of every stored report: memory is bounded by bytes, not just nodes.
+        self._sizes: dict[str, int] = {}
+        self._bytes = 0
         self._rejected = dict.fromkeys(REJECTION_REASONS, 0)
         self._received = 0
         self.version = 0
 
     def count_rejection(self, reason: str) -> None:
-        self._rejected[reason] += 1
+        # A reason outside the closed set is a bug; still counted rather than crashing ingest.
+        self._rejected[reason] = self._rejected.get(reason, 0) + 1
 
-    def accept(self, report: pb.NodeReport, now: float) -> None:
-        """Stores `report` as the node's latest, or raises Rejected (the caller counts it)."""
-        validate(report, self.limits)
+    def accept(
+        self, report: pb.NodeReport, now: float, known_nodes: Collection[str] | None = None
+    ) -> None:
+        """Stores `report` as the node's latest, or raises Rejected (the caller counts it).
+
+        `known_nodes`: the Kubernetes view's node names when the API is readable; a
+        report for any other name is refused until the view knows it.
+        """
+        validate(report, self.limits, now)
+        if known_nodes is not None and report.node_name not in known_nodes:
+            raise Rejected("unknown_node", f"{report.node_name!r} is not a Kubernetes node")
         previous = self._nodes.get(report.node_name)
+        if previous is None and len(self._nodes) >= self.limits.max_nodes:
+            raise Rejected(
+                "too_many_nodes", f"already {len(self._nodes)} nodes, limit {self.limits.max_nodes}"
+            )
+        size = report.ByteSize()
+        held = self._bytes - self._sizes.get(report.node_name, 0)
+        if held + size > self.limits.max_state_bytes:
+            raise Rejected(
+                "state_full",
+                f"{size} more bytes over the {self.limits.max_state_bytes} held for all reports",
+            )
         # The sequence rule (docs/security.md): a report of another instance supersedes;
         # within one instance a lower sequence is a late retry and refused, but only while
         # the higher one is fresh (received within a heartbeat). A sequence pushed to
@@ -135,6 +154,8 @@ class ClusterState:
         for e in report.egress:
             if e.outcome == pb.OUTCOME_UP:
                 last_success[e.target] = e.started_at.ToNanoseconds() / 1e9 or now
+        self._sizes[report.node_name] = size
+        self._bytes = held + size
         self._nodes[report.node_name] = NodeEntry(
             name=report.node_name,
             report=report,
@@ -145,10 +166,15 @@ class ClusterState:
         )
         self.version += 1
 
+    def forget(self, name: str) -> None:
+        """Drops a node and what it held (a node silent past forget_after)."""
+        if self._nodes.pop(name, None) is not None:
+            self._bytes -= self._sizes.pop(name, 0)
+            self.version += 1
+
     def snapshot(self, now: float) -> StateSnapshot:
         for name in [n for n, e in self._nodes.items() if now - e.received_at > self.forget_after]:
-            del self._nodes[name]
-            self.version += 1
+            self.forget(name)
         # Built field by field: dataclasses.replace is ~1.5x slower, and this runs per scrape.
         nodes = tuple(
             NodeEntry(

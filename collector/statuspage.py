@@ -12,8 +12,9 @@ of repeated values (target names) done once, so a 1000-node cluster stays cheap.
 
 from __future__ import annotations
 
+import dataclasses
 import html
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from collector.kube.view import KubeNode
@@ -43,7 +44,10 @@ def esc(value: object) -> str:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError, OSError):
+        return "(invalid time)"  # outside what datetime can show: say so, never a 500
 
 
 def span_text(seconds: float) -> str:
@@ -124,12 +128,81 @@ border-top:2px solid #8c959f}
 """
 
 
+Section = Callable[[tuple[NodeEntry, ...]], str]
+
+
+def _per_node_sections(
+    data: CollectorView, sections: list[Section]
+) -> tuple[list[str], dict[str, str]]:
+    """Every section over the usable nodes; a node whose data makes one raise is left out.
+
+    On a failure, the section is rendered for each node alone to find the culprit(s)
+    (only on that path), they are marked unusable with the reason, and every section
+    is rendered again without them, so no section shows a node another one hides.
+    """
+    unusable = dict(data.unusable)
+    while True:
+        nodes = tuple(n for n in data.state.nodes if n.name not in unusable)
+        out: list[str] = []
+        culprits: dict[str, str] = {}
+        for section in sections:
+            try:
+                out.append(section(nodes))
+                continue
+            except Exception as error:
+                first = error
+            for node in nodes:
+                try:
+                    section((node,))
+                except Exception as error:
+                    culprits[node.name] = data.faults.record("status_page", node.name, error)
+            if culprits:
+                break
+            reason = data.faults.record("status_page", "(page)", first)
+            out.append(f'<p class="bad">This section could not be rendered: {esc(reason)}</p>')
+        if not culprits:
+            return out, unusable
+        unusable.update(culprits)
+
+
+def _unusable(data: CollectorView, unusable: dict[str, str]) -> str:
+    if not unusable:
+        return ""
+    rows = "".join(
+        f'<tr data-node="{esc(n.name)}"><th class="node">{esc(n.name)}</th>'
+        f"<td>{when(n.received_at, data.state.taken_at)}</td>"
+        f'<td class="bad">{esc(unusable[n.name])}</td></tr>'
+        for n in data.state.nodes
+        if n.name in unusable
+    )
+    return (
+        '<h2>Reports unusable</h2><p class="meta">These nodes report, but their data could '
+        "not be judged or shown; every other node is judged without them.</p>"
+        '<table id="unusable"><thead><tr><th>node</th><th>last report</th><th>reason</th>'
+        f"</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
 def render_status_page(data: CollectorView) -> str:
     """The whole page as one string; every agent-supplied value is escaped."""
     now = data.state.taken_at
     kube_nodes = {k.name: k for k in data.kube.nodes} if data.kube.available else {}
     agent_names = {n.name for n in data.state.nodes}
     without_agent = [k for name, k in kube_nodes.items() if name not in agent_names]
+
+    def capacity(nodes: tuple[NodeEntry, ...]) -> str:
+        state = dataclasses.replace(data.state, nodes=nodes)
+        return _capacity(dataclasses.replace(data, state=state), kube_nodes, without_agent)
+
+    (egress, capacity_html, nodes_html, mounts), unusable = _per_node_sections(
+        data,
+        [
+            lambda nodes: _egress_matrix(nodes, now),
+            capacity,
+            lambda nodes: _nodes(nodes, without_agent, now),
+            _mounts,
+        ],
+    )
     parts: list[str] = [
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">',
@@ -140,10 +213,8 @@ def render_status_page(data: CollectorView) -> str:
     parts.append(_header(data, len(without_agent)))
     parts.append(_readiness(data))
     parts.append(_requirements(data.verdicts, now, dict(data.phases)))
-    parts.append(_egress_matrix(data.state.nodes, now))
-    parts.append(_capacity(data, kube_nodes, without_agent))
-    parts.append(_nodes(data.state.nodes, without_agent, now))
-    parts.append(_mounts(data.state.nodes))
+    parts.append(_unusable(data, unusable))
+    parts.extend((egress, capacity_html, nodes_html, mounts))
     parts.append("</body></html>\n")
     return "".join(parts)
 

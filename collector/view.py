@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from collector.isolation import FaultLog
 from collector.kube.view import STANDALONE, KubeView
 from collector.plan import PlanIndex
 from collector.rules import PHASE_REQUIREMENTS
@@ -26,6 +27,16 @@ class CollectorView:
     plans: PlanIndex = field(default_factory=PlanIndex)
     # phase → requirement ids the profile needs for it (what "needed for" and readiness show).
     phases: tuple[tuple[str, tuple[str, ...]], ...] = tuple(PHASE_REQUIREMENTS.items())
+    # Nodes whose data the rules could not judge, with why (collector.judging).
+    unusable: tuple[tuple[str, str], ...] = ()
+    # When judging last completed (Unix seconds; 0: never), and how often it raised.
+    judged_at: float = 0.0
+    judging_errors: int = 0
+    faults: FaultLog = field(default_factory=FaultLog)
+
+    @property
+    def unusable_names(self) -> frozenset[str]:
+        return frozenset(name for name, _ in self.unusable)
 
     @property
     def kubernetes_nodes(self) -> tuple[tuple[str, bool], ...]:

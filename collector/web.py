@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -21,6 +22,44 @@ from preflight.v1 import report_pb2 as pb
 
 # Returns the current exposition input (state snapshot + verdicts), computed on demand.
 ViewProvider = Callable[[], CollectorView]
+# A connection that has not finished its request headers by then is closed (aiohttp's
+# keep-alive timer also runs before the first request); so is an idle kept-alive one.
+HEADER_TIMEOUT_SECONDS = 10.0
+# After the answer, how long a request body still being sent is read before closing.
+BODY_LINGER_SECONDS = 5.0
+# Large answers are written in pieces, each awaited: asyncio copies whatever a socket
+# cannot take at once into that connection's buffer, so 200 slow scrapers of one 10 MB
+# body used to hold 200 copies of it; now each holds at most about one piece.
+WRITE_CHUNK_BYTES = 256 * 1024
+# Strict JSON: NaN and Infinity are not JSON (validation keeps them out; this makes sure).
+_dumps = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
+
+T = TypeVar("T")
+
+
+class SharedRender(Generic[T]):
+    """Concurrent requests share one computation instead of each rendering in parallel.
+
+    200 scrapers at once used to mean 200 renders in flight (memory and CPU); now the
+    first starts it, the rest await the same result. Nothing is kept afterwards: the
+    next request after completion renders afresh.
+    """
+
+    def __init__(self, produce: Callable[[], Awaitable[T]]) -> None:
+        self._produce = produce
+        self._inflight: asyncio.Future[T] | None = None
+
+    async def get(self) -> T:
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._run())
+        # shield: a client that hangs up must not cancel the render others wait for.
+        return await asyncio.shield(self._inflight)
+
+    async def _run(self) -> T:
+        try:
+            return await self._produce()
+        finally:
+            self._inflight = None
 
 
 def verdict_json(v: Verdict) -> dict[str, Any]:
@@ -84,6 +123,50 @@ def target_json(e: pb.EgressResult, last_success: float | None) -> dict[str, Any
     }
 
 
+def _metrics_key(data: CollectorView) -> object:
+    """Everything /metrics is rendered from; equal keys render equal bytes."""
+    state = data.state
+    return (
+        state.version,
+        state.reports_received,
+        state.rejected,
+        tuple(n.up for n in state.nodes),
+        data.verdicts,
+        data.ready,
+        data.kube.fetched_at,
+        data.kube.error,
+        data.unusable,
+        data.judged_at,
+        data.judging_errors,
+        data.faults.counts(),
+    )
+
+
+def unusable_json(node: NodeEntry, reason: str) -> dict[str, Any]:
+    """What the API still says of a node whose data could not be used."""
+    return {
+        "node": node.name,
+        "up": node.up,
+        "last_report": node.received_at,
+        "unusable": reason,
+    }
+
+
+def node_fragment(data: CollectorView, node: NodeEntry, detail: bool = False) -> str:
+    """One node's JSON text, isolated: if its data raises, it says so and the rest is served."""
+    marked = dict(data.unusable).get(node.name)
+    if marked is not None:
+        return _dumps(unusable_json(node, marked))
+    now = data.state.taken_at
+    build = node_detail if detail else node_summary
+    return data.faults.guard(
+        "json",
+        node.name,
+        lambda: _dumps(build(node, now, data.plans)),
+        lambda reason: _dumps(unusable_json(node, reason)),
+    )
+
+
 def node_detail(node: NodeEntry, now: float, plans: PlanIndex | None = None) -> dict[str, Any]:
     detail = node_summary(node, now, plans)
     last_success = dict(node.last_success)
@@ -104,6 +187,9 @@ class WebApp:
         self.provide = provide
         self.render = render
         self.is_ready = is_ready
+        self._metrics = SharedRender(self._render_metrics)
+        self._last_metrics: tuple[object, bytes] | None = None
+        self._page = SharedRender(self._render_page)
         self.app = web.Application()
         self.app.add_routes(
             [
@@ -117,10 +203,24 @@ class WebApp:
             ]
         )
 
-    async def metrics(self, request: web.Request) -> web.Response:
+    async def _render_metrics(self) -> bytes:
         data = self.provide()
+        key = _metrics_key(data)
+        if self._last_metrics is not None and self._last_metrics[0] == key:
+            # Nothing exposed changed: the same bytes again. Under a scrape storm this
+            # keeps one body per change (at most one a second) alive, not one per scrape.
+            return self._last_metrics[1]
         body = await asyncio.to_thread(self.render, data)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        self._last_metrics = (key, body)
+        return body
+
+    async def _render_page(self) -> str:
+        # ~44 ms per 1000 nodes: off the event loop, so gRPC ingest never waits on it.
+        return await asyncio.to_thread(render_status_page, self.provide())
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        body = await self._metrics.get()
+        return await _stream(request, body, CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -148,13 +248,9 @@ class WebApp:
 
     async def nodes(self, request: web.Request) -> web.Response:
         data = self.provide()
-        now = data.state.taken_at
-        return web.json_response(
-            {
-                "generated_at": now,
-                "nodes": [node_summary(n, now, data.plans) for n in data.state.nodes],
-            }
-        )
+        nodes = ",".join(node_fragment(data, n) for n in data.state.nodes)
+        body = f'{{"generated_at": {_dumps(data.state.taken_at)}, "nodes": [{nodes}]}}'
+        return web.json_response(text=body)
 
     async def node(self, request: web.Request) -> web.Response:
         data = self.provide()
@@ -162,11 +258,25 @@ class WebApp:
         entry = data.state.node(name)
         if entry is None:
             return web.json_response({"error": "unknown node", "node": name}, status=404)
-        return web.json_response(node_detail(entry, data.state.taken_at, data.plans))
+        return web.json_response(text=node_fragment(data, entry, detail=True))
 
-    async def index(self, request: web.Request) -> web.Response:
-        # ~44 ms per 1000 nodes: off the event loop, so gRPC ingest never waits on it.
-        page = await asyncio.to_thread(render_status_page, self.provide())
-        response = web.Response(text=page, content_type="text/html")
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        page = await self._page.get()
+        return await _stream(request, page.encode(), "text/html; charset=utf-8", compress=True)
+
+
+async def _stream(
+    request: web.Request, body: bytes, content_type: str, compress: bool = False
+) -> web.StreamResponse:
+    """Writes `body` piece by piece, waiting for each to drain (see WRITE_CHUNK_BYTES)."""
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    if compress:
         response.enable_compression()
-        return response
+    else:
+        response.content_length = len(body)
+    await response.prepare(request)
+    view = memoryview(body)
+    for start in range(0, len(body), WRITE_CHUNK_BYTES):
+        await response.write(view[start : start + WRITE_CHUNK_BYTES])
+    await response.write_eof()
+    return response

@@ -55,7 +55,7 @@ def _judge_path(view: ClusterView, path: str, nodes: tuple[NodeEntry, ...]) -> P
     for node in nodes:
         mount = next((m for m in node.report.mounts if m.path == path), None)
         state = MOUNT_STATES.name(mount.state) if mount else "not reported"
-        if mount is None or state in ("missing", "not_mounted", "error", "not reported"):
+        if mount is None or state in ("missing", "not_mounted", "error", "unknown", "not reported"):
             detail = f": {mount.message}" if mount and mount.message else ""
             found.failures.append(f"{node.name}: {state}{detail}")
             found.nodes.add(node.name)

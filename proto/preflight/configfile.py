@@ -6,6 +6,7 @@ the key; this module is the one place that says how.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -37,6 +38,41 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+
+def parse_listen_address(value: Any) -> str:
+    """`HOST:PORT` to listen on: an IPv4 address, `[IPv6]`, a host name or empty, port 0-65535.
+
+    Checked here so that `--check-config` catches what would otherwise fail (or, for a
+    port like 99999, silently wrap) only when the server starts.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT (e.g. 0.0.0.0:9750 or [::]:9750), got {value!r}")
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {port} out of range 0-65535 in {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address in {value!r}") from None
+    elif host and not _HOSTNAME.match(host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(
+                f"{host!r} is neither an address nor a host name in {value!r}"
+            ) from None
+    return value.strip()
+
+
+ListenAddress = Annotated[str, BeforeValidator(parse_listen_address)]
 
 
 class ConfigError(Exception):
@@ -75,9 +111,17 @@ def parse_mapping(model: type[ModelT], data: Any, source: str) -> ModelT:
 
 def load_yaml_file(model: type[ModelT], path: Path) -> ModelT:
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{raw[error.start]:02x} at offset "
+            f"{error.start}); config files must be UTF-8"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

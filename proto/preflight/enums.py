@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from preflight.v1 import report_pb2 as pb
 
+UNKNOWN = "unknown"
+
 
 class EnumNames:
     """Two-way mapping between an enum's numbers and its user-facing names."""
@@ -22,7 +24,8 @@ class EnumNames:
         self._by_name = {name: number for number, name in self._by_number.items() if name}
 
     def name(self, number: int) -> str:
-        return self._by_number.get(number, "")
+        # A value from a newer agent's .proto is kept and named, never a crash or a blank.
+        return self._by_number.get(number, UNKNOWN)
 
     def number(self, name: str) -> int:
         return self._by_name[name]

@@ -74,9 +74,21 @@ async def test_live_metrics_pass_promtool(collector: CollectorService) -> None:
         # The web layer renders through the service's own node cache.
         cache = collector.exposition
         hits, misses = cache.hits, cache.misses
-        assert await scrape_text(collector) == text
-        assert (cache.hits - hits, cache.misses - misses) == (3, 0)
+
+        def timeless(body: str) -> str:
+            # The one series that moves with time alone (once a second, as judging completes).
+            return "\n".join(
+                line
+                for line in body.split("\n")
+                if not line.startswith("preflight_verdicts_timestamp_seconds ")
+            )
+
+        assert timeless(await scrape_text(collector)) == timeless(text)
+        # Unchanged inputs: the same body again (0 renders), or — when a judging pass in
+        # between moved preflight_verdicts_timestamp_seconds — a render from the cache.
+        assert cache.misses - misses == 0 and cache.hits - hits in (0, 3)
+        hits = cache.hits
         await stub.Report(node_report("node-0", 2, broken=True), timeout=5)
         changed = await scrape_text(collector)
-        assert (cache.hits - hits, cache.misses - misses) == (5, 1)
+        assert (cache.hits - hits, cache.misses - misses) == (2, 1)
         assert 'node="node-0",target="gcr.io/run-ai-prod"} 1.0' in changed

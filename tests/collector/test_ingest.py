@@ -116,8 +116,15 @@ def test_a_node_silent_past_forget_after_disappears_from_state_and_metrics() -> 
     state = ClusterState(
         LimitsConfig(), heartbeat_interval=10, stale_after_heartbeats=3, forget_after=100
     )
-    state.accept(report(name="gone"), now=1000.0)
-    state.accept(report(name="stays"), now=1090.0)
+
+    def at(name: str, now: float) -> pb.NodeReport:
+        # Sent on the same (fake) clock: a sent_at decades from `now` is refused as implausible.
+        message = report(name=name)
+        message.sent_at.FromSeconds(int(now))
+        return message
+
+    state.accept(at("gone", 1000.0), now=1000.0)
+    state.accept(at("stays", 1090.0), now=1090.0)
     exposition = Exposition()
 
     def rendered(now: float) -> str:

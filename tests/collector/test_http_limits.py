@@ -1,0 +1,103 @@
+"""The HTTP side under abuse: unfinished headers are cut off, concurrent scrapes share a render."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+import collector.service as service_module
+from collector.config import CollectorConfig, ListenConfig
+from collector.service import CollectorService
+from collector.view import CollectorView
+from tests.collector.test_ingest import report, send
+
+
+@pytest.fixture
+async def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[CollectorService]:
+    monkeypatch.setattr(service_module, "HEADER_TIMEOUT_SECONDS", 0.5)
+    config = CollectorConfig(listen=ListenConfig(grpc="127.0.0.1:0", http="127.0.0.1:0"))
+    service = CollectorService(config)
+    await service.start()
+    yield service
+    await service.stop()
+
+
+def _read_until_closed(port: int, first: bytes) -> bytes:
+    """Sends `first` and never finishes the request; returns what came back before EOF."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(first)
+        received = b""
+        while chunk := sock.recv(4096):  # a socket timeout (30 s) would fail the test
+            received += chunk
+        return received
+
+
+async def test_a_connection_that_never_finishes_its_headers_is_closed(
+    quick_timeouts: CollectorService,
+) -> None:
+    port = quick_timeouts.http_port
+    received = await asyncio.to_thread(_read_until_closed, port, b"GET /metrics HTTP/1.1\r\nHo")
+    assert received == b""  # closed by the server, no answer to half a request
+    # A silent connection (not even a request line) is closed too.
+    assert await asyncio.to_thread(_read_until_closed, port, b"") == b""
+    # Meanwhile and afterwards, ordinary requests are served.
+    url = f"http://127.0.0.1:{port}/healthz"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+
+
+async def test_concurrent_scrapes_share_one_render(collector: CollectorService) -> None:
+    await send(collector, report(name="node-a"))
+    calls = 0
+    started = threading.Event()
+    gate = threading.Event()
+    original = collector.web.render
+
+    def slow_render(view: CollectorView) -> bytes:
+        nonlocal calls
+        calls += 1
+        started.set()
+        gate.wait(10)  # hold the first render until every scraper is waiting
+        return original(view)
+
+    collector.web.render = slow_render
+    shared = collector.web._metrics
+    original_get = shared.get
+    waiting = 0
+
+    async def counted_get() -> bytes:
+        nonlocal waiting
+        waiting += 1
+        return await original_get()
+
+    shared.get = counted_get  # type: ignore[method-assign]
+    url = f"http://127.0.0.1:{collector.http_port}/metrics"
+    async with aiohttp.ClientSession() as session:
+
+        async def scrape() -> str:
+            async with session.get(url) as response:
+                assert response.status == 200
+                return await response.text()
+
+        tasks = [asyncio.create_task(scrape()) for _ in range(40)]
+        await asyncio.to_thread(started.wait, 10)
+        for _ in range(3000):  # until every request is inside the handler, waiting
+            if waiting >= len(tasks):
+                break
+            await asyncio.sleep(0.01)
+        assert waiting == len(tasks)
+        gate.set()
+        bodies = await asyncio.gather(*tasks)
+    assert calls == 1
+    assert len(set(bodies)) == 1 and 'preflight_agent_up{node="node-a"} 1.0' in bodies[0]
+    # After a change the next scrape renders afresh (unchanged inputs reuse the body).
+    await send(collector, report(name="node-b"))
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+        assert 'preflight_agent_up{node="node-b"} 1.0' in await response.text()
+    assert calls == 2
