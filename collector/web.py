@@ -17,7 +17,7 @@ from collector.rules.model import Verdict
 from collector.state import NodeEntry
 from collector.statuspage import render_status_page
 from collector.view import CollectorView
-from preflight.enums import PHASES, REASONS
+from preflight.enums import PHASES, PLAN_SOURCES, REASONS
 from preflight.v1 import report_pb2 as pb
 
 # Returns the current exposition input (state snapshot + verdicts), computed on demand.
@@ -75,7 +75,8 @@ def verdict_json(v: Verdict) -> dict[str, Any]:
 
 def plan_json(report: pb.NodeReport, plans: PlanIndex, node: str) -> dict[str, Any]:
     """The plan the node probes, whether it is the current one, and its local changes."""
-    source = pb.PlanSource.Name(report.plan_source).removeprefix("PLAN_SOURCE_").lower()
+    # EnumNames, not PlanSource.Name: a newer agent's value is "unknown", never a ValueError.
+    source = PLAN_SOURCES.name(report.plan_source) or "unspecified"
     return {
         "version": report.plan_version,
         "expected_version": plans.version_for(node),

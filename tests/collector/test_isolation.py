@@ -95,10 +95,10 @@ async def test_metrics_render_isolates_one_node(
 ) -> None:
     original = exposition.node_samples
 
-    def fragile(node: Any, allocatable: Any) -> Any:
+    def fragile(node: Any, *args: Any) -> Any:
         if node.name == "poison":
             raise ValueError("cannot format")
-        return original(node, allocatable)
+        return original(node, *args)
 
     monkeypatch.setattr(exposition, "node_samples", fragile)
     status, text = await get(cluster, "/metrics")
@@ -118,10 +118,10 @@ async def test_json_isolates_one_node(
 ) -> None:
     original = web.node_summary
 
-    def fragile(node: Any, now: float) -> Any:
+    def fragile(node: Any, now: float, *args: Any) -> Any:
         if node.name == "poison":
             raise KeyError("bad")
-        return original(node, now)
+        return original(node, now, *args)
 
     monkeypatch.setattr(web, "node_summary", fragile)
     status, body = await get(cluster, "/api/v1/nodes")
