@@ -19,7 +19,7 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from collector.auth import Authenticator, AuthFailure, Identity, NoAuth
+from collector.auth import ANY_NODE, Authenticator, AuthFailure, Identity, NoAuth
 from collector.ratelimit import RateLimiter
 from collector.state import ClusterState, Rejected
 from preflight.v1 import report_pb2 as pb
@@ -148,7 +148,11 @@ class ReportServicer:
             if not self.rate_limiter.allow(report.node_name, now):
                 raise Rejected("rate_limited", "reports arrive faster than the limit allows")
             try:
-                self.state.accept(report, now, self.known_nodes())
+                # An identity bound to a node (auth.mode kubernetes: the pod's spec.nodeName,
+                # read from the API) names a Kubernetes node already, even one the node
+                # list has not caught up with; only unbound callers are checked against it.
+                known = None if identity.node != ANY_NODE else self.known_nodes()
+                self.state.accept(report, now, known)
             except Rejected:
                 raise
             except Exception as error:

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.config import CollectorConfig, ListenConfig
+from collector.config import CollectorConfig, LimitsConfig, ListenConfig
 from collector.rules import REQUIREMENTS
 from collector.state import REJECTION_REASONS
 from preflight.v1 import report_pb2 as pb
@@ -52,9 +52,12 @@ def _healthy(name: str) -> pb.NodeReport:
 @pytest.fixture(scope="module")
 def collector() -> Iterator[ThreadedCollector]:
     # A long heartbeat: nothing about the healthy nodes may change with time in this test.
+    # No rate limit: thousands of reports under a few names in seconds are the point here
+    # (the limit has its own tests).
     config = CollectorConfig(
         listen=ListenConfig(grpc="127.0.0.1:0", http="127.0.0.1:0"),
         heartbeat_interval=3600.0,
+        limits=LimitsConfig(report_burst=10**9),
     )
     running = ThreadedCollector(config)
     for name in HEALTHY:
