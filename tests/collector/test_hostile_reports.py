@@ -152,7 +152,8 @@ def check_every_surface(collector: ThreadedCollector, name: str, accepted: bool)
     status, body = collector.get("/api/v1/verdicts")
     assert status == 200
     verdicts = strict_json(body)["verdicts"]
-    assert [v["requirement"] for v in verdicts] == list(REQUIREMENTS)
+    judged = collector.service.profile.requirement_phases()  # the profile's requirements
+    assert [v["requirement"] for v in verdicts] == [r for r in REQUIREMENTS if r in judged]
     status, body = collector.get("/api/v1/nodes")
     assert status == 200
     entries = {e["node"]: e for e in strict_json(body)["nodes"]}

@@ -73,7 +73,8 @@ async def test_a_rule_that_raises_on_one_node_judges_the_others(
     monkeypatch.setitem(RULES, "gpu_nodes", fragile)
     await cluster.observe()
     view = cluster.current_view()
-    assert [v.requirement for v in view.verdicts] == list(REQUIREMENTS)
+    judged = cluster.profile.requirement_phases()
+    assert [v.requirement for v in view.verdicts] == [r for r in REQUIREMENTS if r in judged]
     gpu = next(v for v in view.verdicts if v.requirement == "gpu_nodes")
     assert gpu.status == "pass" and "2 GPU nodes" in gpu.reason  # judged without poison
     assert dict(view.unusable)["poison"].startswith("gpu_nodes: ZeroDivisionError")
