@@ -218,7 +218,9 @@ class TokenReviewer:
 
     def _review_blocking(self, token: str) -> Review:
         self.api_calls += 1
-        timeout = (self.timeout, self.timeout)
+        # The read may take longer than the waiter's deadline so that the waiter, not the
+        # socket, answers first ("no answer within …"); the thread is freed soon after.
+        timeout = (self.timeout, 2 * self.timeout)
         body = k8s_client.V1TokenReview(
             api_version="authentication.k8s.io/v1",
             kind="TokenReview",
