@@ -41,6 +41,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from collector.config import KubernetesConfig
+from collector.kube.errors import one_line, status_message
 from collector.kube.platform_view import PlatformView
 from collector.kube.quantity import parse_count, parse_cpu, parse_memory
 from collector.kube.view import KubeNode, KubeView
@@ -83,16 +84,11 @@ class _Unreadable(Exception):
     """The API answered, but not with what a Kubernetes API answers."""
 
 
-def _one_line(text: str, limit: int = _MAX_DETAIL) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _json_body(data: bytes, what: str) -> Any:
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
-        preview = _one_line(data[:80].decode("utf-8", "replace"), 80)
+        preview = one_line(data[:80].decode("utf-8", "replace"), 80)
         raise _Unreadable(f"{what} is not JSON ({e.__class__.__name__}): {preview!r}") from e
 
 
@@ -224,24 +220,9 @@ def parse_node_list(body: Any) -> tuple[tuple[KubeNode, ...], str]:
 # --- errors as reasons ----------------------------------------------------------------------
 
 
-def _status_message(e: ApiException) -> str:
-    body = e.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if isinstance(body, str) and body:
-        try:
-            status = json.loads(body)
-        except ValueError:
-            return _one_line(body)
-        if isinstance(status, Mapping) and isinstance(status.get("message"), str):
-            return _one_line(status["message"])
-        return _one_line(body)
-    return _one_line(str(e.reason or ""))
-
-
 def _api_error(e: ApiException, doing: str) -> str:
     code = e.status
-    message = _status_message(e)
+    message = status_message(e)
     if code == 401:
         return f"Kubernetes API rejects our credentials (401 Unauthorized) {doing}: {message}"
     if code == 403:
@@ -271,9 +252,9 @@ def _network_cause(e: BaseException) -> str:
         if isinstance(current, socket.gaierror):
             return f"name resolution failed ({current.strerror or current})"
         if isinstance(current, (ssl.SSLError, urllib3.exceptions.SSLError)):
-            return f"TLS failed ({_one_line(str(current), 160)})"
+            return f"TLS failed ({one_line(str(current), 160)})"
         if isinstance(current, OSError) and current.errno is not None:
-            return _one_line(current.strerror or str(current), 160)
+            return one_line(current.strerror or str(current), 160)
         nxt = current.__cause__ or current.__context__
         if nxt is None and current.args and isinstance(current.args[-1], BaseException):
             nxt = current.args[-1]
@@ -283,7 +264,7 @@ def _network_cause(e: BaseException) -> str:
     text = str(e)
     if "Connection refused" in text:
         return "connection refused"
-    return _one_line(text, 160)
+    return one_line(text, 160)
 
 
 # --- the source -------------------------------------------------------------------------------
@@ -464,7 +445,7 @@ class KubeSource:
         except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
             source = f" ({how})" if how != "injected" else ""
             return KubeView(
-                error=f"Kubernetes configuration unusable{source}: {_one_line(str(e))}",
+                error=f"Kubernetes configuration unusable{source}: {one_line(str(e))}",
                 fetched_at=self._clock(),
             )
         where = cfg.host or where
@@ -513,7 +494,7 @@ class KubeSource:
         except Exception as e:
             # The client's own surprises (a refresh hook failing, a pydantic check) are data too.
             log.debug("kube: unexpected client failure", exc_info=True)
-            error = f"Kubernetes API read failed ({doing} at {where}): {_one_line(repr(e))}"
+            error = f"Kubernetes API read failed ({doing} at {where}): {one_line(repr(e))}"
         finally:
             with contextlib.suppress(Exception):
                 _close_api_client(api)

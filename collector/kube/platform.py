@@ -34,6 +34,7 @@ import urllib3.exceptions
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
+from collector.kube.errors import one_line, status_message
 from collector.kube.platform_view import (
     OK,
     ClusterPolicyInfo,
@@ -73,9 +74,8 @@ class _Unreadable(Exception):
     pass
 
 
-def _one_line(text: str, limit: int = _MAX_DETAIL) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _short(text: str) -> str:
+    return one_line(text, _MAX_DETAIL)
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
@@ -89,20 +89,6 @@ def _str(value: Any) -> str:
 def _annotation_true(meta: Mapping[str, Any], *keys: str) -> bool:
     annotations = _obj(meta.get("annotations"))
     return any(_str(annotations.get(k)).strip().lower() == "true" for k in keys)
-
-
-def _status_message(e: ApiException) -> str:
-    body = e.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if isinstance(body, str) and body:
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            return _one_line(body)
-        if isinstance(parsed, Mapping) and isinstance(parsed.get("message"), str):
-            return _one_line(parsed["message"])
-    return _one_line(str(e.reason or ""))
 
 
 # --- versions -------------------------------------------------------------------------------
@@ -270,13 +256,14 @@ class _Reader:
         try:
             return fn()
         except ApiException as e:
+            message = status_message(e, _MAX_DETAIL)
             if e.status == 404:
-                return ReadOutcome("not_installed", _status_message(e))
+                return ReadOutcome("not_installed", message)
             if e.status == 403:
                 return ReadOutcome("forbidden", permission)
             if e.status == 401:
-                return ReadOutcome("error", f"credentials rejected (401): {_status_message(e)}")
-            return ReadOutcome("error", f"{e.status} {e.reason or ''}: {_status_message(e)}")
+                return ReadOutcome("error", f"credentials rejected (401): {message}")
+            return ReadOutcome("error", f"{e.status} {e.reason or ''}: {message}")
         except _Spent:
             return ReadOutcome(
                 "error", f"not read: the {self.settings.budget:g}s budget for add-on reads is spent"
@@ -284,9 +271,9 @@ class _Reader:
         except _Unreadable as e:
             return ReadOutcome("error", f"unreadable answer: {e}")
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            return ReadOutcome("error", f"unreachable: {_one_line(str(e))}")
+            return ReadOutcome("error", f"unreachable: {_short(str(e))}")
         except Exception as e:  # the client's own surprises are data too
-            return ReadOutcome("error", f"read failed: {_one_line(repr(e))}")
+            return ReadOutcome("error", f"read failed: {_short(repr(e))}")
 
     def listing(
         self, permission: str, fn: Callable[..., Any], *args: Any
