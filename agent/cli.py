@@ -10,8 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
-from agent.client import ReportClient
 from agent.config import AgentConfig, ConfigError, load_config, resolve_node_name
+from agent.fanout import FanoutClient
 from agent.identity import check_files
 from agent.plan import AgentPlan
 from agent.report import to_json
@@ -82,12 +82,14 @@ async def run_forever(
     plan: AgentPlan | None = None,
 ) -> None:
     """Probe and push until SIGTERM/SIGINT, following the collector's probe plan."""
-    client = ReportClient(
+    # Every address the collector name resolves to is a replica that gets every report.
+    client = FanoutClient(
         config.collector.address,
         timeout=config.collector.timeout,
         max_backoff=config.collector.max_backoff,
         tls=config.collector.tls,
         token_file=config.collector.token_file,
+        resolve_interval=config.collector.resolve_interval,
     )
     probes = probes or default_probes(config, node_name, plan)
     agent = Agent(config, node_name, probes, client.submit)

@@ -55,7 +55,11 @@ class ReportClient:
         on_ack: Callable[[pb.ReportAck], None] | None = None,
         tls: CollectorTls | None = None,
         token_file: Path | None = None,
+        target: str | None = None,
+        extra_options: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        # `target` (default: `address`) is what the channel dials; agent.fanout passes
+        # one resolved address of `address` and names the service in `extra_options`.
         self.address = address
         self.timeout = timeout
         self.max_backoff = max_backoff
@@ -63,11 +67,12 @@ class ReportClient:
         self.token_file = token_file
         tls = tls or CollectorTls()
         credentials = channel_credentials(tls)
-        options = [*channel_options(max_backoff), *tls_channel_options(tls)]
+        options = [*channel_options(max_backoff), *tls_channel_options(tls), *extra_options]
+        target = target or address
         self._channel = (
-            grpc.aio.insecure_channel(address, options=options)
+            grpc.aio.insecure_channel(target, options=options)
             if credentials is None
-            else grpc.aio.secure_channel(address, credentials, options=options)
+            else grpc.aio.secure_channel(target, credentials, options=options)
         )
         self._stub = pb_grpc.CollectorStub(self._channel)
         self._latest: pb.NodeReport | None = None

@@ -113,6 +113,9 @@ class CollectorEndpoint(StrictModel):
     address: str = "127.0.0.1:9751"
     timeout: Duration = 5.0
     max_backoff: Duration = 30.0
+    # How often the address is resolved again: each address it gives is one collector
+    # replica, and every report goes to every replica (agent.fanout).
+    resolve_interval: Duration = Field(default=30.0, gt=0)
     tls: CollectorTls = Field(default_factory=CollectorTls)
     # Read before every call and sent as `authorization: Bearer <token>`.
     token_file: Path | None = None

@@ -55,7 +55,11 @@ API_SINCE = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "1.8",
     ("networking.k8s.io/v1", "NetworkPolicy"): "1.7",
     ("scheduling.k8s.io/v1", "PriorityClass"): "1.14",
+    # The one exception, served from 1.21 (v1beta1 is gone from 1.25): overlay pre-1.21
+    # drops it (test_pdb_keeps_one_collector_and_pre_1_21_drops_it).
+    ("policy/v1", "PodDisruptionBudget"): "1.21",
 }
+NEWER_THAN_1_17 = {("policy/v1", "PodDisruptionBudget")}
 CRDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
@@ -170,6 +174,8 @@ def test_api_versions_served_since_1_17(name: str) -> None:
         if key in CRDS:
             continue
         assert key in API_SINCE, f"{key} not in the table of API versions served since 1.17"
+        if key in NEWER_THAN_1_17 and name != "overlays/pre-1.21":
+            continue
         major, minor = (int(x) for x in API_SINCE[key].split("."))
         assert (major, minor) <= (1, 17), key
 
@@ -362,12 +368,57 @@ def test_collector_service_probes_and_agent_address(name: str) -> None:
     }
     assert by_port == {9750: 9750, 9751: 9751}
 
-    # The agent reaches the collector through that Service, flag and config alike.
-    address = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc:9751"
+    # The agent reaches the collectors through the headless Service (one address per
+    # replica, every report to each), flag and config alike.
+    headless = one(objs, "Service", "preflight-collector-agents")
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["selector"] == selector
+    [grpc_port] = headless["spec"]["ports"]
+    assert ports.get(grpc_port["targetPort"], grpc_port["targetPort"]) == 9751
+    assert grpc_port["port"] == 9751
+    address = f"{headless['metadata']['name']}.{headless['metadata']['namespace']}.svc:9751"
     for ds_name in AGENT_DAEMONSETS:
         assert arg_value(agent_container(objs, ds_name)["args"], "--collector") == address
     config = yaml.safe_load(configmap(objs, "preflight-agent-config")["data"]["agent.yaml"])
     assert config["collector"]["address"] == address
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_two_collector_replicas_on_different_nodes(name: str) -> None:
+    objs = render(name)
+    spec = one(objs, "Deployment", "preflight-collector")["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = spec["template"]
+    [term] = pod["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    selector = term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    # The ServiceMonitor scrapes each replica once: only one Service matches it.
+    monitors = [o for o in objs if o["kind"] == "ServiceMonitor"]
+    for monitor in monitors:
+        wanted = monitor["spec"]["selector"]["matchLabels"].items()
+        matching = [
+            o["metadata"]["name"]
+            for o in objs
+            if o["kind"] == "Service" and wanted <= o["metadata"]["labels"].items()
+        ]
+        assert matching == ["preflight-collector"]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_pdb_keeps_one_collector_and_pre_1_21_drops_it(name: str) -> None:
+    objs = render(name)
+    pdbs = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
+    if name == "overlays/pre-1.21":
+        assert pdbs == []
+        return
+    [pdb] = pdbs
+    assert pdb["spec"]["minAvailable"] == 1
+    labels = one(objs, "Deployment", "preflight-collector")["spec"]["template"]["metadata"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels["labels"].items()
 
 
 def _port_set(rule: dict[str, Any]) -> set[tuple[str, int]]:
