@@ -191,8 +191,9 @@ def test_one_collector_killed_the_other_keeps_the_picture(replicas: Replicas) ->
         replicas.start_collector(ip)
     for node in NODES:
         replicas.start_agent(node)
-    for ip in ADDRESSES:
-        wait_for(lambda ip=ip: replicas.complete(ip), 60, f"every node reports to {ip}")
+    wait_for(
+        lambda: all(replicas.complete(ip) for ip in ADDRESSES), 60, "every node reports to both"
+    )
     # Both replicas hold the same picture: the same verdicts (judged from the agents'
     # reports: every node reaches the site), settled (unchanged for a heartbeat and a
     # probe, so late first results such as the GPU probe's are in), every node up.
