@@ -1,0 +1,425 @@
+"""Benchmark: one collector process under N simulated agents over real gRPC.
+
+The collector runs as its own process (`preflight-collector`, standalone, plaintext,
+`auth.mode: none`), as in a pod. Load generators are separate processes: each
+simulates a share of the N agents, with the report of a real GPU node (7 egress
+targets with their phases and certificates, 2 mounts with peer markers, 8 GPUs with
+PCI, NVML and kernel-driver records), one report per node every (compressed)
+heartbeat at a random phase, plus report-on-change bursts: every second a fraction of
+the nodes flips one target's outcome and reports at once. Agents share channels (one
+per 100 simulated agents): 10,000 real channels would measure the load generator.
+
+Two phases of `--seconds` each, side by side in one run:
+
+- ingest only: accepted reports/s per collector CPU-second (the collector's user+system
+  CPU time from /proc over the phase), Report p50/p99 as the agents see it;
+- ingest while scraping `/metrics` every `--scrape-every` seconds: render time and
+  bytes of each scrape (the first is cold), Report p50/p99 of reports sent during a
+  scrape, and the collector's CPU.
+
+Also: collector RSS per node (RSS after the run minus RSS of the idle collector, over
+N), and verdict latency: an extra agent flips a target down and up again, and the time
+from its accepted Report to the change in /api/v1/verdicts is measured.
+
+Loopback only, bounded durations, stops by itself. Not part of `make test`.
+Run: .venv/bin/python bench/bench_ingest.py [--sizes 1000,5000] [--seconds 30]
+     [--heartbeat 10] [--workers 2] [--change-rate 0.01]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from preflight.v1 import report_pb2 as pb  # noqa: E402
+from preflight.v1 import report_pb2_grpc as pb_grpc  # noqa: E402
+
+BIN = Path(sys.executable).parent
+TARGETS = (
+    "runai-charts.storage.googleapis.com",
+    "hub.docker.com",
+    "gcr.io/run-ai-prod",
+    "quay.io",
+    "nvcr.io",
+    "prometheus-us-central1.grafana.net",
+    "app.run.ai",
+)
+PHASES = (pb.PHASE_RESOLVE, pb.PHASE_CONNECT, pb.PHASE_TLS, pb.PHASE_REQUEST, pb.PHASE_TRANSFER)
+AGENTS_PER_CHANNEL = 100
+PROBE_NODE = "probe-node-verdict"
+
+
+def node_name(i: int) -> str:
+    return f"gpu-node-{i:05d}.cluster.example.internal"
+
+
+def make_report(name: str, peer: str, sequence: int, down: frozenset[str]) -> pb.NodeReport:
+    """The report of a healthy 8-GPU node, with the targets in `down` failing."""
+    now = time.time()
+    r = pb.NodeReport(
+        node_name=name,
+        agent_version="0.1.0",
+        instance_id=f"{name}-instance",
+        sequence=sequence,
+        probe_interval_seconds=15,
+        heartbeat_interval_seconds=30,
+        plan_version="a" * 16,
+        plan_source=pb.PLAN_SOURCE_COLLECTOR,
+        hardware=pb.HardwareFacts(
+            logical_cores=96,
+            memory_total_bytes=768 * 2**30,
+            kernel_release="6.1.0-18-amd64",
+            os_release="Ubuntu 22.04.4 LTS",
+            architecture="x86_64",
+        ),
+    )
+    r.sent_at.FromNanoseconds(int(now * 1e9))
+    g = r.gpus
+    g.pci_scanned = True
+    g.pci_count = g.driver_count = g.kernel_driver_count = 8
+    g.driver_status = pb.DRIVER_STATUS_LOADED
+    g.driver_version = "550.54.15"
+    g.cuda_version = "12.4"
+    g.kernel_module_version = "550.54.15"
+    for k in range(8):
+        bus = f"0000:{0x18 + k * 0x10:02x}:00.0"
+        g.pci_devices.add(
+            address=bus, vendor_id="0x10de", device_id="0x2330", class_code="0x030200",
+            kernel_driver="nvidia",
+        )
+        g.devices.add(
+            index=k, uuid=f"GPU-{k:08x}-1111-2222-3333-{abs(hash(name)) % 10**12:012d}",
+            name="NVIDIA H100 80GB HBM3", memory_total_bytes=80 * 2**30, pci_bus_id=bus,
+        )
+        g.kernel_gpus.add(bus_location=bus, model="NVIDIA H100 80GB HBM3", uuid=f"GPU-{k:08x}")
+    for target in TARGETS:
+        e = r.egress.add(target=target)
+        e.started_at.FromNanoseconds(int((now - 1) * 1e9))
+        if target in down:
+            e.outcome = pb.OUTCOME_DOWN
+            e.reason = pb.REASON_CONNECT_TIMEOUT
+            e.failed_phase = pb.PHASE_CONNECT
+            e.message = f"connect to {target}:443 timed out after 10s"
+            phases = PHASES[:2]
+        else:
+            e.outcome = pb.OUTCOME_UP
+            e.http_status = 200
+            e.certificate.not_after.FromSeconds(int(now) + 86400 * 60)
+            e.certificate.issuer = "CN=GTS CA 1C3,O=Google Trust Services LLC,C=US"
+            phases = PHASES
+        for p in phases:
+            e.phases.add(phase=p, duration_seconds=0.004 + 0.001 * p)
+        e.total_seconds = 0.05
+    for path in ("/mnt/nas", "/mnt/datasets"):
+        m = r.mounts.add(
+            path=path, state=pb.MOUNT_STATE_MOUNTED, fs_type="nfs4", network_filesystem=True,
+            source=f"nas.example.internal:/export{path}", options="rw,relatime,vers=4.2",
+            capacity_bytes=100 * 2**40, free_bytes=40 * 2**40, write_check=pb.WRITE_CHECK_OK,
+            write_latency_seconds=0.003, duration_seconds=0.01,
+        )
+        m.marker.nonce = "n" * 16
+        m.marker.written_at.FromSeconds(int(now))
+        m.marker.peers.add(node_name=peer)
+    return r
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+# ------------------------------------------------------------------ generator process
+
+
+async def generate(spec: dict[str, Any]) -> dict[str, Any]:
+    """One load-generator process: nodes [first, last), until `duration` has passed."""
+    rng = random.Random(spec["first"])
+    nodes = list(range(spec["first"], spec["last"]))
+    channels = [
+        grpc.aio.insecure_channel(spec["address"], options=[("grpc.enable_http_proxy", 0)])
+        for _ in range(max(1, len(nodes) // AGENTS_PER_CHANNEL))
+    ]
+    stubs = [pb_grpc.CollectorStub(c) for c in channels]
+    sequence = dict.fromkeys(nodes, 0)
+    down: dict[int, frozenset[str]] = dict.fromkeys(nodes, frozenset())
+    samples: list[tuple[float, float]] = []  # (sent at, latency)
+    errors: dict[str, int] = {}
+    accepted = 0
+    inflight: set[asyncio.Task[None]] = set()
+
+    async def send(i: int, record: bool = True) -> None:
+        nonlocal accepted
+        sequence[i] += 1
+        message = make_report(node_name(i), node_name(i + 1), sequence[i], down[i])
+        stub = stubs[i % len(stubs)]
+        started_wall, started = time.time(), time.perf_counter()
+        try:
+            await stub.Report(message, timeout=60)
+        except grpc.aio.AioRpcError as error:
+            errors[error.code().name] = errors.get(error.code().name, 0) + 1
+            return
+        accepted += 1
+        if record:
+            samples.append((started_wall, time.perf_counter() - started))
+
+    # Every node's first report, before timing: the collector holds all N.
+    for start in range(0, len(nodes), 500):
+        await asyncio.gather(*(send(i, record=False) for i in nodes[start : start + 500]))
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    accepted = 0
+    begin = time.perf_counter()
+    heartbeat, duration = spec["heartbeat"], spec["duration"]
+    # Each node's heartbeat at its own phase, as jittered agents spread out.
+    due = sorted((rng.uniform(0, heartbeat), i) for i in nodes)
+    next_change = 1.0
+    k = 0
+    while (now := time.perf_counter() - begin) < duration:
+        while due[k % len(due)][0] + heartbeat * (k // len(due)) <= now:
+            task = asyncio.create_task(send(due[k % len(due)][1]))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+            k += 1
+        if now >= next_change:
+            # Report-on-change: a fraction of the nodes flips one target this second.
+            for i in rng.sample(nodes, max(1, int(len(nodes) * spec["change_rate"]))):
+                target = rng.choice(TARGETS)
+                down[i] = down[i] ^ {target}
+                task = asyncio.create_task(send(i))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+            next_change += 1.0
+        await asyncio.sleep(0.005)
+    if inflight:
+        await asyncio.wait(inflight, timeout=60)
+    for c in channels:
+        await c.close()
+    return {"samples": samples, "errors": errors, "accepted": accepted}
+
+
+# ------------------------------------------------------------------ measuring process
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    t = process.cpu_times()
+    return float(t.user + t.system)
+
+
+def scrape(url: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=120) as response:
+        size = len(response.read())
+    return time.perf_counter() - started, size
+
+
+async def verdict_latencies(grpc_address: str, http: str, stop_at: float) -> list[float]:
+    """An extra agent flips a target down/up; accepted Report → visible in the verdicts."""
+    channel = grpc.aio.insecure_channel(grpc_address, options=[("grpc.enable_http_proxy", 0)])
+    stub = pb_grpc.CollectorStub(channel)
+    latencies: list[float] = []
+    sequence = 0
+    loop = asyncio.get_running_loop()
+
+    def failing_nodes() -> set[str]:
+        with urllib.request.urlopen(f"{http}/api/v1/verdicts", timeout=60) as response:
+            answer = json.load(response)
+        [install] = [v for v in answer["verdicts"] if v["requirement"] == "egress_install"]
+        return set(install["nodes"])
+
+    down = frozenset()
+    while time.time() < stop_at - 10:
+        down = frozenset() if down else frozenset({TARGETS[0]})
+        sequence += 1
+        await stub.Report(make_report(PROBE_NODE, node_name(0), sequence, down), timeout=60)
+        accepted = time.perf_counter()
+        while time.time() < stop_at:
+            listed = PROBE_NODE in await loop.run_in_executor(None, failing_nodes)
+            if listed == bool(down):
+                latencies.append(time.perf_counter() - accepted)
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(2.0)
+    await channel.close()
+    return latencies
+
+
+def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    grpc_port, http_port = free_port(), free_port()
+    config = tmp / f"collector-{n}.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": {"grpc": f"127.0.0.1:{grpc_port}", "http": f"127.0.0.1:{http_port}"},
+                "heartbeat_interval": f"{args.heartbeat}s",
+                "kubernetes": {"mode": "none"},
+            }
+        )
+    )
+    log = open(tmp / f"collector-{n}.log", "wb")  # noqa: SIM115
+    collector = subprocess.Popen(
+        [str(BIN / "preflight-collector"), "--config", str(config)], stdout=log, stderr=log
+    )
+    http = f"http://127.0.0.1:{http_port}"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{http}/healthz", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        proc = psutil.Process(collector.pid)
+        time.sleep(1.0)
+        rss_idle = proc.memory_info().rss
+        duration = 2 * args.seconds
+        share = -(-n // args.workers)
+        generators = []
+        for w in range(args.workers):
+            spec = {
+                "address": f"127.0.0.1:{grpc_port}",
+                "first": w * share,
+                "last": min(n, (w + 1) * share),
+                "heartbeat": args.heartbeat,
+                "duration": duration,
+                "change_rate": args.change_rate,
+            }
+            generators.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, "--generator", json.dumps(spec)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        for g in generators:
+            assert g.stdout is not None and g.stdout.readline().strip() == "ready"
+        rss_loaded = proc.memory_info().rss
+        load_before = os.getloadavg()
+        begin_wall = time.time()
+        for g in generators:
+            assert g.stdin is not None
+            g.stdin.write("go\n")
+            g.stdin.flush()
+        # The verdict prober runs across both phases, in a thread of its own loop.
+        import threading
+
+        verdicts: list[float] = []
+
+        def prober() -> None:
+            verdicts.extend(
+                asyncio.run(
+                    verdict_latencies(f"127.0.0.1:{grpc_port}", http, begin_wall + duration)
+                )
+            )
+
+        thread = threading.Thread(target=prober)
+        thread.start()
+        # Phase 1: ingest only.
+        cpu0 = cpu_seconds(proc)
+        time.sleep(args.seconds)
+        cpu1 = cpu_seconds(proc)
+        mid_wall = time.time()
+        # Phase 2: ingest while scraping.
+        scrapes: list[tuple[float, float, int]] = []  # (started wall, seconds, bytes)
+        while time.time() < begin_wall + duration - args.scrape_every / 2:
+            started = time.time()
+            seconds, size = scrape(f"{http}/metrics")
+            scrapes.append((started, seconds, size))
+            time.sleep(max(0.0, args.scrape_every - seconds))
+        cpu2 = cpu_seconds(proc)
+        end_wall = time.time()
+        results = []
+        for g in generators:
+            out, _ = g.communicate(timeout=300)
+            results.append(json.loads(out.splitlines()[-1]))
+        thread.join(120)
+        rss_end = proc.memory_info().rss
+        load_after = os.getloadavg()
+    finally:
+        collector.terminate()
+        collector.wait(30)
+    samples = [s for r in results for s in r["samples"]]
+    errors: dict[str, int] = {}
+    for r in results:
+        for code, count in r["errors"].items():
+            errors[code] = errors.get(code, 0) + count
+    idle = [lat for t, lat in samples if begin_wall <= t < mid_wall]
+    windows = [(t, t + s) for t, s, _ in scrapes]
+    during = [lat for t, lat in samples if any(a <= t <= b for a, b in windows)]
+    accepted_idle = len(idle)
+    accepted_scrape = len([1 for t, _ in samples if mid_wall <= t < end_wall])
+    return {
+        "nodes": n,
+        "accepted_per_s_ingest": accepted_idle / args.seconds,
+        "accepted_per_cpu_s_ingest": accepted_idle / max(cpu1 - cpu0, 1e-9),
+        "collector_cpu_share_ingest": (cpu1 - cpu0) / args.seconds,
+        "accepted_per_cpu_s_scraping": accepted_scrape / max(cpu2 - cpu1, 1e-9),
+        "collector_cpu_share_scraping": (cpu2 - cpu1) / max(end_wall - mid_wall, 1e-9),
+        "report_p50_ms_ingest": 1000 * percentile(idle, 0.5),
+        "report_p99_ms_ingest": 1000 * percentile(idle, 0.99),
+        "report_p50_ms_scraping": 1000 * percentile(during, 0.5),
+        "report_p99_ms_scraping": 1000 * percentile(during, 0.99),
+        "reports_during_scrapes": len(during),
+        "metrics_cold_s": scrapes[0][1] if scrapes else float("nan"),
+        "metrics_median_s": percentile([s for _, s, _ in scrapes], 0.5),
+        "metrics_bytes": scrapes[-1][2] if scrapes else 0,
+        "scrapes": len(scrapes),
+        "rss_idle_mib": rss_idle / 2**20,
+        "rss_end_mib": rss_end / 2**20,
+        "rss_per_node_kib": (rss_end - rss_idle) / n / 1024,
+        "rss_per_node_kib_after_fill": (rss_loaded - rss_idle) / n / 1024,
+        "verdict_latency_p50_s": percentile(verdicts, 0.5),
+        "verdict_latency_max_s": max(verdicts) if verdicts else float("nan"),
+        "verdict_samples": len(verdicts),
+        "errors": errors,
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,5000")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
+    parser.add_argument("--heartbeat", type=float, default=10.0, help="compressed heartbeat")
+    parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--change-rate", type=float, default=0.01, help="nodes changing per s")
+    parser.add_argument("--scrape-every", type=float, default=5.0)
+    parser.add_argument("--generator", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.generator:
+        print(json.dumps(asyncio.run(generate(json.loads(args.generator)))), flush=True)
+        return
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (int(s) for s in args.sizes.split(",")):
+            row = measure(n, args, Path(tmp))
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
