@@ -12,6 +12,8 @@ node_exporter (Debian ``prometheus-node-exporter``, default collectors) is start
 following scrapes (from its threads' schedstat), peak RSS (VmHWM).
 
 Run: .venv/bin/python bench/bench_agent_cycle.py [--cycles 20] [--write-docs]
+     .venv/bin/python bench/bench_agent_cycle.py --footprint 60   (memory: import cost per
+     dependency, a live agent with the default probes, node_exporter, blackbox_exporter)
 Prints the figures; --write-docs replaces the "Agent cycle" section of docs/performance.md.
 """
 
@@ -232,14 +234,149 @@ def _write_docs(text: str) -> None:
     DOCS.write_text(updated.rstrip("\n") + "\n")
 
 
+# What each dependency costs in resident memory, imported alone into a bare interpreter.
+IMPORTS = {
+    "grpc": "import grpc, grpc.aio",
+    "protobuf + generated code": "import preflight.v1.report_pb2",
+    "pydantic": "import pydantic",
+    "cryptography (x509)": "from cryptography import x509",
+    "dnspython (asyncresolver)": "import dns.asyncresolver",
+    "h11": "import h11",
+    "psutil": "import psutil",
+    "PyYAML": "import yaml",
+    "the agent at start (this tree)": "import agent.cli, agent.runner, agent.fanout, agent.kinds",
+    "the agent at start + cryptography + dnspython": (
+        "import agent.cli, agent.runner, agent.fanout, agent.kinds;"
+        "from cryptography import x509; import dns.asyncresolver"
+    ),
+}
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _import_cost(code: str) -> int:
+    """VmRSS (KiB) of a fresh interpreter after `code` (run from the repository root)."""
+    script = f"{code}\nimport os\nprint(open('/proc/self/status').read())"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+    for line in out.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise SystemExit("no VmRSS")
+
+
+def _live_agent(seconds: float) -> dict[str, Any]:
+    """`preflight-agent` with the default probes and profile, collector port closed."""
+    port = _free_port()  # nothing listens: the agent keeps one pending report
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "preflight-agent"),
+            "--collector",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        samples = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(5)
+            samples.append(_rss_kib(proc.pid))
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        return {
+            "rss_kib": samples[-1],
+            "rss_first_kib": samples[0],
+            "hwm_kib": _proc_hwm_kib(proc.pid),
+            "cryptography_loaded": "cryptography" in maps,
+        }
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _blackbox_rss() -> int:
+    binary = shutil.which("prometheus-blackbox-exporter") or shutil.which("blackbox_exporter")
+    if binary is None:
+        raise SystemExit("prometheus-blackbox-exporter is not installed (Debian package)")
+    port = _free_port()
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as config:
+        config.write("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n")
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config.name}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        end = time.monotonic() + 20
+        while True:
+            try:
+                url = f"http://127.0.0.1:{port}/probe?module=http_2xx&target=http://127.0.0.1:1/"
+                urllib.request.urlopen(url, timeout=10).read()
+                break
+            except OSError:
+                if time.monotonic() > end or proc.poll() is not None:
+                    raise SystemExit("blackbox_exporter did not start") from None
+                time.sleep(0.1)
+        return _rss_kib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        os.unlink(config.name)
+
+
+def footprint(seconds: float) -> str:
+    """Import cost per dependency, the live agent, and both exporters, in one run."""
+    bare = _import_cost("pass")
+    rows = [f"| bare interpreter | {bare / 1024:.1f} MiB | |"]
+    for name, code in IMPORTS.items():
+        kib = _import_cost(code)
+        rows.append(f"| {name} | {kib / 1024:.1f} MiB | +{(kib - bare) / 1024:.1f} MiB |")
+    live = _live_agent(seconds)
+    ne = _node_exporter(3)
+    bb = _blackbox_rss()
+    return "\n".join(
+        [
+            "| process / import | VmRSS | over the bare interpreter |",
+            "| --- | --- | --- |",
+            *rows,
+            f"| live `preflight-agent`, default probes, after {seconds:g} s | "
+            f"{live['rss_kib'] / 1024:.1f} MiB (first sample {live['rss_first_kib'] / 1024:.1f}, "
+            f"peak {live['hwm_kib'] / 1024:.1f}; cryptography mapped: "
+            f"{live['cryptography_loaded']}) | |",
+            f"| node_exporter after 4 scrapes | {ne['rss_kib'] / 1024:.1f} MiB (peak) | |",
+            f"| blackbox_exporter after one probe | {bb / 1024:.1f} MiB | |",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--footprint",
+        type=float,
+        metavar="SECONDS",
+        help="instead: import cost per dependency, a live agent for SECONDS, both exporters",
+    )
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(_child(args.cycles)))
+        return
+    if args.footprint:
+        print(f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {_machine()}")
+        print(f"# load average {os.getloadavg()}")
+        print(footprint(args.footprint))
         return
 
     child = subprocess.run(

@@ -37,6 +37,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -44,7 +45,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
-import psutil
+import psutil  # type: ignore[import-untyped]
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,17 +104,24 @@ def make_report(name: str, peer: str, sequence: int, down: frozenset[str]) -> pb
     for k in range(8):
         bus = f"0000:{0x18 + k * 0x10:02x}:00.0"
         g.pci_devices.add(
-            address=bus, vendor_id="0x10de", device_id="0x2330", class_code="0x030200",
+            address=bus,
+            vendor_id="0x10de",
+            device_id="0x2330",
+            class_code="0x030200",
             kernel_driver="nvidia",
         )
         g.devices.add(
-            index=k, uuid=f"GPU-{k:08x}-1111-2222-3333-{abs(hash(name)) % 10**12:012d}",
-            name="NVIDIA H100 80GB HBM3", memory_total_bytes=80 * 2**30, pci_bus_id=bus,
+            index=k,
+            uuid=f"GPU-{k:08x}-1111-2222-3333-{abs(hash(name)) % 10**12:012d}",
+            name="NVIDIA H100 80GB HBM3",
+            memory_total_bytes=80 * 2**30,
+            pci_bus_id=bus,
         )
         g.kernel_gpus.add(bus_location=bus, model="NVIDIA H100 80GB HBM3", uuid=f"GPU-{k:08x}")
     for target in TARGETS:
         e = r.egress.add(target=target)
         e.started_at.FromNanoseconds(int((now - 1) * 1e9))
+        phases: tuple[pb.Phase.ValueType, ...]
         if target in down:
             e.outcome = pb.OUTCOME_DOWN
             e.reason = pb.REASON_CONNECT_TIMEOUT
@@ -131,10 +139,17 @@ def make_report(name: str, peer: str, sequence: int, down: frozenset[str]) -> pb
         e.total_seconds = 0.05
     for path in ("/mnt/nas", "/mnt/datasets"):
         m = r.mounts.add(
-            path=path, state=pb.MOUNT_STATE_MOUNTED, fs_type="nfs4", network_filesystem=True,
-            source=f"nas.example.internal:/export{path}", options="rw,relatime,vers=4.2",
-            capacity_bytes=100 * 2**40, free_bytes=40 * 2**40, write_check=pb.WRITE_CHECK_OK,
-            write_latency_seconds=0.003, duration_seconds=0.01,
+            path=path,
+            state=pb.MOUNT_STATE_MOUNTED,
+            fs_type="nfs4",
+            network_filesystem=True,
+            source=f"nas.example.internal:/export{path}",
+            options="rw,relatime,vers=4.2",
+            capacity_bytes=100 * 2**40,
+            free_bytes=40 * 2**40,
+            write_check=pb.WRITE_CHECK_OK,
+            write_latency_seconds=0.003,
+            duration_seconds=0.01,
         )
         m.marker.nonce = "n" * 16
         m.marker.written_at.FromSeconds(int(now))
@@ -237,11 +252,12 @@ def scrape(url: str) -> tuple[float, int]:
     return time.perf_counter() - started, size
 
 
-async def verdict_latencies(grpc_address: str, http: str, stop_at: float) -> list[float]:
+async def verdict_latencies(
+    grpc_address: str, http: str, stop_at: float, latencies: list[float], errors: list[str]
+) -> None:
     """An extra agent flips a target down/up; accepted Report → visible in the verdicts."""
     channel = grpc.aio.insecure_channel(grpc_address, options=[("grpc.enable_http_proxy", 0)])
     stub = pb_grpc.CollectorStub(channel)
-    latencies: list[float] = []
     sequence = 0
     loop = asyncio.get_running_loop()
 
@@ -251,11 +267,16 @@ async def verdict_latencies(grpc_address: str, http: str, stop_at: float) -> lis
         [install] = [v for v in answer["verdicts"] if v["requirement"] == "egress_install"]
         return set(install["nodes"])
 
-    down = frozenset()
+    down: frozenset[str] = frozenset()
     while time.time() < stop_at - 10:
         down = frozenset() if down else frozenset({TARGETS[0]})
         sequence += 1
-        await stub.Report(make_report(PROBE_NODE, node_name(0), sequence, down), timeout=60)
+        try:
+            await stub.Report(make_report(PROBE_NODE, node_name(0), sequence, down), timeout=60)
+        except grpc.aio.AioRpcError as error:
+            errors.append(error.code().name)
+            await asyncio.sleep(1.0)
+            continue
         accepted = time.perf_counter()
         while time.time() < stop_at:
             listed = PROBE_NODE in await loop.run_in_executor(None, failing_nodes)
@@ -265,7 +286,6 @@ async def verdict_latencies(grpc_address: str, http: str, stop_at: float) -> lis
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.0)
     await channel.close()
-    return latencies
 
 
 def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -325,14 +345,13 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             g.stdin.write("go\n")
             g.stdin.flush()
         # The verdict prober runs across both phases, in a thread of its own loop.
-        import threading
-
         verdicts: list[float] = []
+        verdict_errors: list[str] = []
 
         def prober() -> None:
-            verdicts.extend(
-                asyncio.run(
-                    verdict_latencies(f"127.0.0.1:{grpc_port}", http, begin_wall + duration)
+            asyncio.run(
+                verdict_latencies(
+                    f"127.0.0.1:{grpc_port}", http, begin_wall + duration, verdicts, verdict_errors
                 )
             )
 
@@ -395,6 +414,7 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "verdict_latency_p50_s": percentile(verdicts, 0.5),
         "verdict_latency_max_s": max(verdicts) if verdicts else float("nan"),
         "verdict_samples": len(verdicts),
+        "verdict_prober_errors": verdict_errors,
         "errors": errors,
         "loadavg_before": load_before,
         "loadavg_after": load_after,

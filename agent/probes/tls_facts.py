@@ -1,16 +1,20 @@
 """Facts about a presented TLS certificate (subject, issuer, fingerprint, validity, SANs).
 
 The egress probe reports them on success and, above all, on failure: the issuer of an
-untrusted certificate is how a TLS-inspecting proxy shows up. Parsing uses the
-`cryptography` package when it is installed and falls back to the decoder the standard
-library uses for `getpeercert()` (`_ssl._test_decode_cert`), so the agent needs no extra
-dependency. Names are rendered RFC 4514 style (`CN=...,O=...`), fingerprints as lower-case
-hex of the SHA-256 of the DER encoding.
+untrusted certificate is how a TLS-inspecting proxy shows up. On success the verified
+connection already holds the parsed certificate (`getpeercert()`, OpenSSL's own
+decoding): nothing else is loaded. Only a certificate that failed verification is parsed
+from its DER bytes, with the `cryptography` package when it is installed (imported then,
+not at start: it costs the agent about 16 MiB of resident memory) and otherwise with
+the decoder the standard library uses for `getpeercert()` (`_ssl._test_decode_cert`).
+Names are rendered RFC 4514 style (`CN=...,O=...`), fingerprints as lower-case hex of
+the SHA-256 of the DER encoding.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import ssl
 import tempfile
@@ -18,14 +22,10 @@ from typing import Any
 
 from agent.probes.results import Certificate
 
-__all__ = ["certificate_from_der"]
+__all__ = ["certificate_from_der", "certificate_from_peercert"]
 
-try:
-    from cryptography import x509
-
-    HAVE_CRYPTOGRAPHY = True
-except ImportError:  # pragma: no cover - exercised via the forced fallback in tests
-    HAVE_CRYPTOGRAPHY = False
+# Whether it is installed, without importing it (find_spec loads nothing).
+HAVE_CRYPTOGRAPHY = importlib.util.find_spec("cryptography") is not None
 
 # RFC 4514 short names for the attributes the stdlib decoder spells out.
 _STDLIB_SHORT_NAMES = {
@@ -56,7 +56,21 @@ def certificate_from_der(
     )
 
 
+def certificate_from_peercert(
+    decoded: dict[str, Any], der: bytes, *, tls_version: str = ""
+) -> Certificate:
+    """A Certificate record of a verified connection from `getpeercert()` and its DER."""
+    return Certificate(
+        sha256_fingerprint=hashlib.sha256(der).hexdigest(),
+        verified=True,
+        tls_version=tls_version,
+        **_fields_from_decoded(decoded),
+    )
+
+
 def _parse_with_cryptography(der: bytes) -> dict[str, Any]:
+    from cryptography import x509  # only for a certificate that failed verification
+
     cert = x509.load_der_x509_certificate(der)
     names: list[str] = []
     try:
@@ -109,6 +123,11 @@ def _parse_with_stdlib(der: bytes) -> dict[str, Any]:
             raise ValueError(f"not a certificate: {error}") from None
     finally:
         os.unlink(path)
+    return _fields_from_decoded(decoded)
+
+
+def _fields_from_decoded(decoded: dict[str, Any]) -> dict[str, Any]:
+    """The fields of the stdlib's decoded form (getpeercert(), _test_decode_cert)."""
     names = [
         value for kind, value in decoded.get("subjectAltName", ()) if kind in ("DNS", "IP Address")
     ]

@@ -272,6 +272,22 @@ def test_stdlib_certificate_parser_agrees_with_cryptography(lab: Lab) -> None:
         assert a.sha256_fingerprint == b.sha256_fingerprint
 
 
+async def test_verified_certificate_from_the_connection_equals_the_parsed_one(lab: Lab) -> None:
+    # On success the agent takes OpenSSL's parse (getpeercert()), no certificate library.
+    [result] = await probe_targets([lab.target("ok")], lab.config())
+    assert result.up and result.certificate is not None
+    parsed = certificate_from_der(lab.ders["ok"], verified=True, use_cryptography=True)
+    got = result.certificate
+    assert (got.subject, got.issuer, got.not_before, got.not_after, got.dns_names) == (
+        parsed.subject,
+        parsed.issuer,
+        parsed.not_before,
+        parsed.not_after,
+        parsed.dns_names,
+    )
+    assert got.sha256_fingerprint == parsed.sha256_fingerprint and got.verified
+
+
 def test_bad_certificate_bytes_are_a_value_error() -> None:
     with pytest.raises(ValueError):
         certificate_from_der(b"not a certificate", verified=False, use_cryptography=False)

@@ -24,7 +24,7 @@ from agent.config import EgressConfig
 from agent.probes.egress.proxy_connect import proxy_connect
 from agent.probes.egress.state import READ_SIZE, Failure, ProbeState, fail
 from agent.probes.results import FailureReason
-from agent.probes.tls_facts import certificate_from_der
+from agent.probes.tls_facts import certificate_from_der, certificate_from_peercert
 
 # OpenSSL X509_V_ERR_* codes (x509_vfy.h).
 _UNTRUSTED_CODES = frozenset({2, 18, 19, 20, 21, 27, 28})
@@ -150,9 +150,15 @@ async def handshake(state: ProbeState, writer: asyncio.StreamWriter) -> None:
     ssl_object = writer.get_extra_info("ssl_object")
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     if der:
-        with contextlib.suppress(ValueError):
-            result.certificate = certificate_from_der(
-                der, verified=True, tls_version=ssl_object.version() or ""
+        # Verified: OpenSSL has parsed it already, no certificate library is loaded.
+        decoded = ssl_object.getpeercert()
+        with contextlib.suppress(ValueError, KeyError):
+            result.certificate = (
+                certificate_from_peercert(decoded, der, tls_version=ssl_object.version() or "")
+                if decoded
+                else certificate_from_der(
+                    der, verified=True, tls_version=ssl_object.version() or ""
+                )
             )
         if result.certificate is not None and state.config.ca_file is not None:
             result.certificate.trusted_by_extra_ca = _trusted_by_extra_ca(
