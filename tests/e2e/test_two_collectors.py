@@ -25,7 +25,7 @@ import pytest
 import trustme
 import yaml
 
-from tests.e2e.procs import BIN, HttpsServer, start, stop, wait_for, write_collector_config
+from tests.support.procs import BIN, HttpsServer, start, stop, wait_for, write_collector_config
 from tests.support.profiles import local_target, write_profile
 
 pytestmark = pytest.mark.e2e
