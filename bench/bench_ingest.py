@@ -297,6 +297,8 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "listen": {"grpc": f"127.0.0.1:{grpc_port}", "http": f"127.0.0.1:{http_port}"},
                 "heartbeat_interval": f"{args.heartbeat}s",
                 "kubernetes": {"mode": "none"},
+                # The bench measures capacity, not the default bounds (max_nodes 5,000).
+                "limits": {"max_nodes": n + 10, "max_state_bytes": 1 << 30},
             }
         )
     )
