@@ -83,6 +83,15 @@ def _gpus(facts: r.GpuFacts) -> pb.GpuFacts:
                 memory_total_bytes=d.memory_total_bytes,
                 pci_bus_id=d.pci_bus_id,
                 mig_enabled=d.mig_enabled,
+                mig_devices=[
+                    pb.MigDevice(
+                        index=m.index,
+                        uuid=m.uuid,
+                        name=m.name,
+                        memory_total_bytes=m.memory_total_bytes,
+                    )
+                    for m in d.mig_devices
+                ],
             )
             for d in facts.devices
         ],
