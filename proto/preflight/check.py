@@ -1,0 +1,284 @@
+"""`preflight check`: the one-shot pre-install diagnosis of this machine, as a verdict table.
+
+Every agent probe runs once through the agent's own cycle (`agent.runner.run_cycle`,
+the same deadlines and error-to-data handling as the DaemonSet), while the Kubernetes
+API is read through the collector's adapter (`collector.kube.KubeSource`: --kubeconfig,
+else KUBECONFIG / ~/.kube/config / in-cluster, else standalone). The report this
+machine would push is accepted into a real `ClusterState` and judged by the
+collector's rule registry with the chosen profile, so a verdict here is the verdict
+the collector would give for a cluster of this one node. Not judged: agent_coverage
+(whether every node runs an agent is the running collector's to say).
+
+The egress targets and shared-volume paths come from the profile, as the collector
+hands them to its agents; an agent config (--config) adds or overrides targets by
+name and sets the proxy, extra CA, deadlines and host root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from google.protobuf import json_format
+
+from agent.config import AgentConfig, EgressTarget, SharedVolume, resolve_node_name
+from agent.config import load_config as load_agent_config
+from agent.probes.hardware import FILESYSTEM_ROLES
+from agent.report import build_report
+from agent.runner import ProbeSet, agent_version, default_probes, run_cycle
+from collector.config import LimitsConfig
+from collector.kube import KubeSource
+from collector.kubeview import KubeView
+from collector.rules import RULES, cluster_ready
+from collector.rules.model import ClusterView, Verdict
+from collector.state import ClusterState, Rejected
+from preflight.profile import Profile
+from preflight.table import Outcome, Row
+
+T = TypeVar("T")
+
+# Requirements `check` leaves to a running collector, and why.
+NOT_JUDGED = {
+    "agent_coverage": "one machine cannot see whether every node runs an agent; "
+    "`preflight status` against the collector judges it",
+}
+PROBES = ("hardware", "gpus", "mounts", "egress")
+
+
+def check_config(agent: AgentConfig, profile: Profile) -> AgentConfig:
+    """The agent config with the profile's egress targets and shared-volume paths.
+
+    Targets the agent config names explicitly (a local override) replace the profile's
+    of the same name, or are added; with no explicit targets the profile's are probed.
+    """
+    explicit = "targets" in agent.egress.model_fields_set
+    local = {t.name: t for t in agent.egress.targets} if explicit else {}
+    targets = [
+        local.pop(
+            t.name,
+            EgressTarget(
+                name=t.name,
+                host=t.host,
+                port=t.port,
+                path=t.path,
+                phase=t.phase,
+                expect_status=t.expect_status,
+                require_header_for=t.require_header_for,
+            ),
+        )
+        for t in profile.egress.targets
+    ]
+    targets.extend(local.values())
+    volumes = list(agent.mounts.volumes)
+    known = {v.path for v in volumes}
+    volumes.extend(SharedVolume(path=p) for p in profile.shared_volume.paths if p not in known)
+    return agent.model_copy(
+        update={
+            "egress": agent.egress.model_copy(update={"targets": tuple(targets)}),
+            "mounts": agent.mounts.model_copy(update={"volumes": tuple(volumes)}),
+        }
+    )
+
+
+class Progress:
+    """One status line on stderr while the probes run (the egress deadline is the long wait).
+
+    On a terminal the line is rewritten in place as probes finish; elsewhere (CI logs)
+    it is printed once at the start and once at the end, so logs stay readable.
+    """
+
+    def __init__(self, stream: IO[str], longest: float, enabled: bool = True) -> None:
+        self.stream = stream
+        self.longest = longest
+        self.enabled = enabled
+        self.tty = stream.isatty()
+        self.done: list[str] = []
+        self.started = time.monotonic()
+
+    def _line(self) -> str:
+        pending = [p for p in (*PROBES, "kubernetes") if p not in self.done]
+        elapsed = time.monotonic() - self.started
+        waiting = f"waiting for {', '.join(pending)}" if pending else "judging"
+        return (
+            f"preflight check: probing this machine ({elapsed:.0f}s, up to "
+            f"{self.longest:.0f}s): {waiting}"
+        )
+
+    def start(self) -> None:
+        if self.enabled:
+            self.stream.write(self._line() + ("" if self.tty else "\n"))
+            self.stream.flush()
+
+    def finished(self, name: str) -> None:
+        self.done.append(name)
+        if self.enabled and self.tty:
+            self.stream.write("\r\x1b[2K" + self._line())
+            self.stream.flush()
+
+    def end(self) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.started
+        line = f"preflight check: probes done in {elapsed:.1f}s"
+        self.stream.write(("\r\x1b[2K" if self.tty else "") + line + "\n")
+        self.stream.flush()
+
+
+def _tracked(
+    name: str, probe: Callable[[], Awaitable[T]], progress: Progress
+) -> Callable[[], Awaitable[T]]:
+    async def run() -> T:
+        try:
+            return await probe()
+        finally:
+            progress.finished(name)
+
+    return run
+
+
+def _with_progress(probes: ProbeSet, progress: Progress) -> ProbeSet:
+    return dataclasses.replace(
+        probes,
+        hardware=_tracked("hardware", probes.hardware, progress),
+        gpus=_tracked("gpus", probes.gpus, progress),
+        mounts=_tracked("mounts", probes.mounts, progress),
+        egress=_tracked("egress", probes.egress, progress),
+    )
+
+
+def unprivileged_notes(config: AgentConfig, report: Any) -> list[str]:
+    """What a normal user could not read here, said instead of silently left out."""
+    if os.geteuid() == 0:
+        return []
+    notes = []
+    root = Path(config.host_root)
+    measured = {fs.path for fs in report.hardware.filesystems}
+    for role, path in FILESYSTEM_ROLES:
+        target = root / path.lstrip("/")
+        if path not in measured and target.is_dir():
+            notes.append(
+                f"{role} filesystem {path}: not measured as uid {os.geteuid()} "
+                "(run as root for its capacity)"
+            )
+    nvidia = root / "proc/driver/nvidia/gpus"
+    if nvidia.is_dir() and not os.access(nvidia, os.R_OK | os.X_OK):
+        notes.append(f"{nvidia}: not readable as uid {os.geteuid()} (the driver's GPU records)")
+    for mount in report.mounts:
+        if mount.message and "ermission" in mount.message:
+            notes.append(f"shared volume {mount.path}: {mount.message} (run as root to write)")
+    return notes
+
+
+def kube_source(kubeconfig: Path | None, configuration: Any = None) -> KubeSource:
+    """--kubeconfig FILE forces that file; otherwise the collector's auto discovery."""
+    if kubeconfig is not None:
+        return KubeSource("kubeconfig", kubeconfig=kubeconfig, configuration=configuration)
+    return KubeSource("auto", configuration=configuration)
+
+
+def judge(
+    report: Any, profile: Profile, kube: KubeView, now: float, config: AgentConfig
+) -> tuple[list[Verdict], list[str]]:
+    """The collector's rules over a state that holds this one report."""
+    state = ClusterState(
+        LimitsConfig(),
+        heartbeat_interval=config.heartbeat_interval,
+        stale_after_heartbeats=3,
+        forget_after=3600.0,
+    )
+    notes: list[str] = []
+    try:
+        state.accept(report, now)
+    except Rejected as rejected:
+        # The collector would refuse this report too: judge without it, and say why.
+        notes.append(f"the collector would reject this machine's report: {rejected}")
+    view = ClusterView(state=state.snapshot(now), profile=profile, now=now, kube=kube)
+    verdicts = [rule(view) for name, rule in RULES.items() if name not in NOT_JUDGED]
+    return verdicts, notes
+
+
+async def run_check(
+    profile: Profile,
+    agent: AgentConfig,
+    *,
+    node_name: str | None,
+    kubeconfig: Path | None,
+    progress_stream: IO[str] = sys.stderr,
+    show_progress: bool = True,
+    kube_configuration: Any = None,
+) -> Outcome:
+    config = check_config(agent, profile)
+    node = resolve_node_name(node_name, config)
+    probes = default_probes(config, node)
+    longest = max(
+        probes.hardware_timeout, probes.gpus_timeout, probes.mounts_timeout, probes.egress_timeout
+    )
+    progress = Progress(progress_stream, longest, show_progress)
+    source = kube_source(kubeconfig, kube_configuration)
+
+    async def read_kube() -> KubeView:
+        try:
+            return await source.read()
+        finally:
+            progress.finished("kubernetes")
+
+    progress.start()
+    try:
+        snapshot, kube = await asyncio.gather(
+            run_cycle(_with_progress(probes, progress)), read_kube()
+        )
+    finally:
+        if probes.close is not None:
+            await probes.close()
+    progress.end()
+    report = build_report(
+        snapshot,
+        node_name=node,
+        agent_version=agent_version(),
+        instance_id="check",
+        sequence=1,
+        probe_interval=config.probe_interval,
+        heartbeat_interval=config.heartbeat_interval,
+    )
+    now = time.time()
+    report.sent_at.FromNanoseconds(int(now * 1e9))
+    verdicts, notes = judge(report, profile, kube, now, config)
+    notes.extend(
+        f"probe {f.probe} produced nothing: {f.message}" + (" (deadline)" if f.timed_out else "")
+        for f in report.probe_errors
+    )
+    notes.extend(unprivileged_notes(config, report))
+    if report.HasField("gpus") and report.gpus.driver_message:
+        notes.append(f"GPUs: {report.gpus.driver_message}")
+    return Outcome(
+        command="check",
+        profile=profile.name,
+        generated_at=now,
+        rows=[Row(v.requirement, v.status, v.reason, v.nodes, v.targets) for v in verdicts],
+        source={"node": node},
+        kubernetes={
+            "available": kube.available,
+            "server_version": kube.server_version,
+            "error": kube.error,
+            "nodes": len(kube.nodes),
+        },
+        ready=cluster_ready(verdicts),
+        skipped=sorted(NOT_JUDGED.items()),
+        notes=notes,
+        report=json_format.MessageToDict(
+            report, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        ),
+    )
+
+
+def load_check_agent_config(path: Path | None, host_root: Path | None) -> AgentConfig:
+    config = load_agent_config(path)
+    if host_root is not None:
+        config = config.model_copy(update={"host_root": host_root})
+    return config
