@@ -28,7 +28,12 @@ STATUSES = ("pass", "warn", "fail", "unknown")
 EXIT_PASS, EXIT_WARN, EXIT_FAIL, EXIT_UNKNOWN = 0, 1, 2, 3
 # Exit code 3 doubles as "bad usage or config" (the monitoring-plugin convention).
 EXIT_USAGE = EXIT_UNKNOWN
-STYLES = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red", "unknown": "bold magenta"}
+STYLES = {
+    "pass": "bold green",
+    "warn": "bold yellow",
+    "fail": "bold red",
+    "unknown": "bold magenta",
+}
 # How many node / target names a table cell lists before "and N more".
 CELL_LIMIT = 6
 # Width when the output is not a terminal (a file, a pipe, CI logs): wide enough that

@@ -88,10 +88,14 @@ async def test_passing_machine_table_exit_0(machine: Machine, api: FakeApi) -> N
     ran = await machine.check(kubeconfig=kubeconfig)
     assert ran.code == 0, ran.stdout + ran.stderr
     lines = ran.stdout.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["requirement", "status"])
+    header = next(
+        i for i, line in enumerate(lines) if line.split()[:2] == ["requirement", "status"]
+    )
     body = lines[header + 2 :]
     rows = body[: next(i for i, line in enumerate(body) if not line.strip())]
-    judged = [line.split()[0] for line in rows if len(line.split()) > 1 and line.split()[1] == "PASS"]
+    judged = [
+        line.split()[0] for line in rows if len(line.split()) > 1 and line.split()[1] == "PASS"
+    ]
     assert judged == [
         "kubernetes_version",
         "control_plane_hardware",
@@ -139,9 +143,7 @@ async def test_warning_machine_json_exit_1(machine: Machine, api: FakeApi) -> No
     assert doc["report"]["gpus"]["kernel_driver_count"] == 8
 
 
-async def test_failing_machine_exit_2_names_node_and_target(
-    machine: Machine, api: FakeApi
-) -> None:
+async def test_failing_machine_exit_2_names_node_and_target(machine: Machine, api: FakeApi) -> None:
     api.nodes = node_list({NODE: 8})
     machine.servers["registry"].stop()  # refused from now on
     kubeconfig = write_kubeconfig(machine.tmp / "kubeconfig", api.host)
@@ -157,9 +159,10 @@ async def test_failing_machine_exit_2_names_node_and_target(
     assert failing["requirement"] in ("egress_install", "egress_runtime")
     assert failing["nodes"] == [NODE] and failing["targets"] == [registry]
     assert f"{NODE} → {registry}: connect_refused" in failing["reason"]
-    assert doc["ready"][
-        "install" if failing["requirement"] == "egress_install" else "runtime"
-    ] is False
+    assert (
+        doc["ready"]["install" if failing["requirement"] == "egress_install" else "runtime"]
+        is False
+    )
 
 
 async def test_without_kubernetes_exit_3_unknown(machine: Machine) -> None:

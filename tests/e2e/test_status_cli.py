@@ -129,7 +129,9 @@ async def test_passing_cluster_exit_0_table(kube_collector: Collector) -> None:
     assert ran.code == 0, ran.stdout + ran.stderr
     assert f"collector {kube_collector.url}" in ran.stdout
     for requirement in ("kubernetes_version", "shared_volume", "agent_coverage", "gpu_nodes"):
-        line = next(line for line in ran.stdout.splitlines() if line.strip().startswith(requirement))
+        line = next(
+            line for line in ran.stdout.splitlines() if line.strip().startswith(requirement)
+        )
         assert " PASS " in line, line
     assert "every node reports (2 nodes)" in ran.stdout
     assert "result: PASS (7 pass) · exit 0" in ran.stdout
@@ -168,7 +170,9 @@ async def test_failing_cluster_exit_2(kube_collector: Collector) -> None:
 
 async def test_wait_returns_when_the_cluster_becomes_ready(kube_collector: Collector) -> None:
     # No report yet: agent_coverage fails. status --wait polls until the agents arrive.
-    waiting = asyncio.create_task(status(kube_collector.url, "--wait", "40s", tmp=kube_collector.tmp))
+    waiting = asyncio.create_task(
+        status(kube_collector.url, "--wait", "40s", tmp=kube_collector.tmp)
+    )
     await asyncio.sleep(4)
     assert not waiting.done()
     await kube_collector.send()
@@ -178,7 +182,9 @@ async def test_wait_returns_when_the_cluster_becomes_ready(kube_collector: Colle
 
 
 async def test_wait_times_out_with_the_last_answer(kube_collector: Collector) -> None:
-    ran = await status(kube_collector.url, "--wait", "3s", "--format", "json", tmp=kube_collector.tmp)
+    ran = await status(
+        kube_collector.url, "--wait", "3s", "--format", "json", tmp=kube_collector.tmp
+    )
     assert ran.code in (2, 3), ran.stdout
     assert "not ready within 3s (--wait)" in ran.json()["notes"]
 

@@ -23,7 +23,9 @@ import yaml
 from tests.support.gpu_reports import HOSTFS
 
 BIN = Path(sys.executable).parent
-KUBE_NODES = Path(__file__).resolve().parents[1] / "fixtures" / "kube" / "gpu-cluster" / "nodes.json"
+KUBE_NODES = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "kube" / "gpu-cluster" / "nodes.json"
+)
 SHARE = "/mnt/nfs-share"
 MOUNTINFO = (
     "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw,discard,errors=remount-ro\n"
