@@ -107,6 +107,11 @@ class Ran:
         return data
 
 
+# As root, a user namespace without mappings is a normal user: euid 65534 and no
+# capabilities over the host's files (a 000 directory stays closed).
+AS_NORMAL_USER: tuple[str, ...] = ("unshare", "--user") if os.geteuid() == 0 else ()
+
+
 def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
     """No kubeconfig unless given, no proxy, no colour decisions left to chance."""
     env = {
@@ -119,8 +124,12 @@ def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-async def run_preflight(*args: str, env: dict[str, str], timeout: float = 90) -> Ran:
+async def run_preflight(
+    *args: str, env: dict[str, str], timeout: float = 90, prefix: tuple[str, ...] = ()
+) -> Ran:
+    """`preflight ARGS` as a process; `prefix` wraps it (e.g. `unshare --user`)."""
     process = await asyncio.create_subprocess_exec(
+        *prefix,
         str(BIN / "preflight"),
         *args,
         env=env,
