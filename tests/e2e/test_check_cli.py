@@ -88,6 +88,7 @@ async def test_passing_machine_table_exit_0(machine: Machine, api: FakeApi) -> N
     kubeconfig = write_kubeconfig(machine.tmp / "kubeconfig", api.host)
     ran = await machine.check(kubeconfig=kubeconfig)
     assert ran.code == 0, ran.stdout + ran.stderr
+    print(ran.stderr + ran.stdout)  # docs/usage.md shows this run (pytest -s)
     lines = ran.stdout.splitlines()
     header = next(
         i for i, line in enumerate(lines) if line.split()[:2] == ["requirement", "status"]

@@ -120,7 +120,8 @@ def cli_env(tmp: Path, **extra: str) -> dict[str, str]:
         if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "NO_COLOR")
         and not k.lower().endswith("_proxy")
     }
-    env.update({"HOME": str(tmp), "COLUMNS": "200", **extra})
+    env.update({"HOME": str(tmp), "COLUMNS": os.environ.get("PREFLIGHT_TEST_COLUMNS", "200")})
+    env.update(extra)
     return env
 
 
