@@ -9,15 +9,15 @@ collector's rule registry with the chosen profile, so a verdict here is the verd
 the collector would give for a cluster of this one node. Not judged: agent_coverage
 (whether every node runs an agent is the running collector's to say).
 
-The egress targets and shared-volume paths come from the profile, as the collector
-hands them to its agents; an agent config (--config) adds or overrides targets by
-name and sets the proxy, extra CA, deadlines and host root.
+What is probed is the profile's probe plan (preflight.plan.plan_from_profile, the one
+a collector hands its agents; this machine counts as a system node); an agent config
+(--config) adds or overrides targets and volumes by name, as on an agent, and sets the
+proxy, extra CA, deadlines and host root.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import sys
 import time
@@ -27,17 +27,20 @@ from typing import IO, Any, TypeVar
 
 from google.protobuf import json_format
 
-from agent.config import AgentConfig, EgressTarget, SharedVolume, resolve_node_name
+from agent.config import AgentConfig, resolve_node_name
 from agent.config import load_config as load_agent_config
+from agent.kinds import KINDS
+from agent.plan import AgentPlan
 from agent.probes.hardware import FILESYSTEM_ROLES
-from agent.report import build_report
-from agent.runner import ProbeSet, agent_version, default_probes, run_cycle
+from agent.runner import BoundProbe, ProbeSet, agent_version, default_probes, run_cycle
+from agent.snapshot import build_report
 from collector.config import LimitsConfig
 from collector.kube import KubeSource
 from collector.kubeview import KubeView
 from collector.rules import RULES, cluster_ready
 from collector.rules.model import ClusterView, Verdict
 from collector.state import ClusterState, Rejected
+from preflight.plan import plan_from_profile
 from preflight.profile import Profile
 from preflight.table import Outcome, Row
 
@@ -48,42 +51,17 @@ NOT_JUDGED = {
     "agent_coverage": "one machine cannot see whether every node runs an agent; "
     "`preflight status` against the collector judges it",
 }
-PROBES = ("hardware", "gpus", "mounts", "egress")
+PROBES = tuple(k.name for k in KINDS)
 
 
-def check_config(agent: AgentConfig, profile: Profile) -> AgentConfig:
-    """The agent config with the profile's egress targets and shared-volume paths.
+def plan_for(agent: AgentConfig, profile: Profile) -> AgentPlan:
+    """The probe plan of `profile` for this machine, merged with the agent config's own.
 
-    Targets the agent config names explicitly (a local override) replace the profile's
-    of the same name, or are added; with no explicit targets the profile's are probed.
+    The same merge an agent applies to the plan a collector sends (agent.plan): targets
+    and volumes the agent config names replace the profile's of the same name, or are
+    added. This machine counts as a system node, so `system`-scoped targets are probed.
     """
-    explicit = "targets" in agent.egress.model_fields_set
-    local = {t.name: t for t in agent.egress.targets} if explicit else {}
-    targets = [
-        local.pop(
-            t.name,
-            EgressTarget(
-                name=t.name,
-                host=t.host,
-                port=t.port,
-                path=t.path,
-                phase=t.phase,
-                expect_status=t.expect_status,
-                require_header_for=t.require_header_for,
-            ),
-        )
-        for t in profile.egress.targets
-    ]
-    targets.extend(local.values())
-    volumes = list(agent.mounts.volumes)
-    known = {v.path for v in volumes}
-    volumes.extend(SharedVolume(path=p) for p in profile.shared_volume.paths if p not in known)
-    return agent.model_copy(
-        update={
-            "egress": agent.egress.model_copy(update={"targets": tuple(targets)}),
-            "mounts": agent.mounts.model_copy(update={"volumes": tuple(volumes)}),
-        }
-    )
+    return AgentPlan(agent, initial=plan_from_profile(profile, system=True))
 
 
 class Progress:
@@ -143,12 +121,13 @@ def _tracked(
 
 
 def _with_progress(probes: ProbeSet, progress: Progress) -> ProbeSet:
-    return dataclasses.replace(
-        probes,
-        hardware=_tracked("hardware", probes.hardware, progress),
-        gpus=_tracked("gpus", probes.gpus, progress),
-        mounts=_tracked("mounts", probes.mounts, progress),
-        egress=_tracked("egress", probes.egress, progress),
+    return ProbeSet(
+        {
+            name: BoundProbe(_tracked(name, bound.run, progress), bound.deadline)
+            for name, bound in probes.probes.items()
+        },
+        close=probes.close,
+        plan=probes.plan,
     )
 
 
@@ -213,12 +192,10 @@ async def run_check(
     show_progress: bool = True,
     kube_configuration: Any = None,
 ) -> Outcome:
-    config = check_config(agent, profile)
+    config = agent
     node = resolve_node_name(node_name, config)
-    probes = default_probes(config, node)
-    longest = max(
-        probes.hardware_timeout, probes.gpus_timeout, probes.mounts_timeout, probes.egress_timeout
-    )
+    probes = default_probes(config, node, plan_for(config, profile))
+    longest = max(bound.deadline for bound in probes.probes.values())
     progress = Progress(progress_stream, longest, show_progress)
     source = kube_source(kubeconfig, kube_configuration)
 
