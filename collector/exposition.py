@@ -202,9 +202,7 @@ GPU_INFO = _g(
     ("node", "index", "model", "driver_version", "cuda_version", "mig_mode"),
     True,
 )
-GPU_MEMORY = _g(
-    "preflight_gpu_memory_bytes", "GPU memory (NVML's total).", ("node", "index"), True
-)
+GPU_MEMORY = _g("preflight_gpu_memory_bytes", "GPU memory (NVML's total).", ("node", "index"), True)
 GPU_MIG_INSTANCES = _g(
     "preflight_gpu_mig_instances",
     "MIG instances on the GPU (0 with MIG mode disabled).",
