@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import collector.statuspage as statuspage  # noqa: E402
-from collector.exposition import Exposition  # noqa: E402
-from collector.view import CollectorView  # noqa: E402
-from tests.rule_fixtures import NOW, entry  # noqa: E402
-from tests.support.capacity_cluster import capacity_reports  # noqa: E402
-from tests.test_exposition import golden_view  # noqa: E402
+import collector.statuspage as statuspage
+from collector.exposition import Exposition
+from collector.view import CollectorView
+from tests.rule_fixtures import NOW, entry
+from tests.support.capacity_cluster import capacity_reports
+from tests.test_exposition import golden_view
 
 
 def best(f: Callable[[], object], runs: int = 5) -> float:
