@@ -11,6 +11,7 @@ reached through a kubeconfig file exactly as an operator's would be.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,6 +144,14 @@ async def test_warning_machine_json_exit_1(machine: Machine, api: FakeApi) -> No
     # The report travels along for support: the agent's own facts of this machine.
     assert doc["report"]["node_name"] == NODE
     assert doc["report"]["gpus"]["kernel_driver_count"] == 8
+    # The document has exactly the fields docs/usage.md documents for its schema.
+    assert set(doc) == documented_json_fields()
+
+
+def documented_json_fields() -> set[str]:
+    usage = (Path(__file__).resolve().parents[2] / "docs" / "usage.md").read_text()
+    table = usage.split("schema `preflight.verdicts/v1`", 1)[1].split("Example", 1)[0]
+    return set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE))
 
 
 async def test_failing_machine_exit_2_names_node_and_target(machine: Machine, api: FakeApi) -> None:
