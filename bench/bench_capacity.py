@@ -15,17 +15,14 @@ import copy
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import collector.statuspage as statuspage
 from collector.exposition import Exposition
-from collector.view import CollectorView
-from tests.rule_fixtures import NOW, entry
-from tests.support.capacity_cluster import capacity_reports
-from tests.test_exposition import golden_view
+from tests.support.builders import entry
+from tests.support.capacity_cluster import capacity_reports, capacity_view
 
 
 def best(f: Callable[[], object], runs: int = 5) -> float:
@@ -47,8 +44,7 @@ def main() -> None:
         report = copy.deepcopy(reports[i % len(reports)])
         report.node_name = f"node-{i:05d}"
         entries.append(entry(report))
-    state = replace(golden_view().state, nodes=tuple(entries), taken_at=NOW)
-    view = CollectorView(state=state, verdicts=(), ready=())
+    view = capacity_view(tuple(entries))
     section = statuspage._gpu_capacity
     page = best(lambda: statuspage.render_status_page(view))
     statuspage._gpu_capacity = lambda data: ""  # type: ignore[assignment]

@@ -35,8 +35,8 @@ from agent.probes.hardware import FILESYSTEM_ROLES
 from agent.runner import BoundProbe, ProbeSet, agent_version, default_probes, run_cycle
 from agent.snapshot import build_report
 from collector.config import LimitsConfig
-from collector.kube import KubeSource
-from collector.kubeview import KubeView
+from collector.kube.adapter import KubeSource
+from collector.kube.view import KubeView
 from collector.rules import RULES, cluster_ready
 from collector.rules.model import ClusterView, Verdict
 from collector.state import ClusterState, Rejected

@@ -6,7 +6,7 @@ import pynvml
 
 from preflight.v1 import report_pb2 as pb
 from tests.support.gpu_reports import gpu_report
-from tests.test_gpu import FakeNvml
+from tests.support.nvml import FakeNvml
 
 
 def test_mig_instances_reach_the_report() -> None:

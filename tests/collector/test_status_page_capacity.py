@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from collector.capacity import REASON_DRIVER_DIFFERS, REASON_VERSION_MISMATCH, gpu_capacity
 from collector.state import NodeEntry
 from collector.statuspage import render_status_page
 from collector.view import CollectorView
-from tests.rule_fixtures import NOW, entry
-from tests.status_page_samples import Element, parse
-from tests.support.capacity_cluster import A100, H100, capacity_reports
-from tests.test_exposition import golden_view
+from tests.support.builders import entry
+from tests.support.capacity_cluster import A100, H100, capacity_reports, capacity_view
+from tests.support.samples import Element, parse
 
 
 def view() -> CollectorView:
-    state = replace(golden_view().state, nodes=entries(), taken_at=NOW)
-    return CollectorView(state=state, verdicts=(), ready=())
+    return capacity_view(entries())
 
 
 def entries() -> tuple[NodeEntry, ...]:

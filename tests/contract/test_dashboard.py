@@ -31,7 +31,9 @@ from tests.support.promql import (
 )
 
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
-DASHBOARD_SCHEMA = Path(__file__).parent / "fixtures" / "grafana-dashboard.schema.json"
+DASHBOARD_SCHEMA = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "grafana-dashboard.schema.json"
+)
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_status_page_browser import Browser, Collector, elements_with
-from tests.status_page_samples import parse
+from tests.support.browser import Browser, Collector, elements_with
 from tests.support.capacity_cluster import A100, H100, capacity_reports
+from tests.support.samples import parse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

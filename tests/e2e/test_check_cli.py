@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.e2e.procs import HttpsServer
 from tests.support.cli_cluster import (
     AS_NORMAL_USER,
     Ran,
@@ -27,9 +26,11 @@ from tests.support.cli_cluster import (
     node_list,
     run_preflight,
     write_agent_config,
+    write_kubeconfig,
     write_profile,
 )
-from tests.test_kube import FakeApi, api, version_info, write_kubeconfig  # noqa: F401
+from tests.support.kube import FakeApi, api, version_info  # noqa: F401
+from tests.support.procs import HttpsServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
 from tests.support.cli_cluster import cli_env
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 PREFLIGHT = str(Path(sys.executable).parent / "preflight")

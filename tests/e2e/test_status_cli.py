@@ -21,11 +21,18 @@ import yaml
 
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.conftest import free_port
-from tests.e2e.procs import BIN
-from tests.rule_fixtures import report
-from tests.support.cli_cluster import SHARE, Ran, cli_env, node_list, run_preflight
-from tests.test_kube import FakeApi, api, version_info, write_kubeconfig  # noqa: F401
+from tests.support.builders import report
+from tests.support.cli_cluster import (
+    SHARE,
+    Ran,
+    cli_env,
+    node_list,
+    run_preflight,
+    write_kubeconfig,
+)
+from tests.support.kube import FakeApi, api, version_info  # noqa: F401
+from tests.support.procs import BIN
+from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

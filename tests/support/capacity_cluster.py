@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import pynvml
 
+from collector.state import NodeEntry
+from collector.view import CollectorView
 from preflight.v1 import report_pb2 as pb
+from tests.support.builders import view
 from tests.support.gpu_reports import gpu_report
-from tests.test_gpu import FakeNvml
+from tests.support.nvml import FakeNvml
 
 GIB = 1024**3
 A100 = "NVIDIA A100-SXM4-80GB"
@@ -66,3 +69,8 @@ def capacity_reports() -> list[pb.NodeReport]:
             410,
         ),
     ]
+
+
+def capacity_view(entries: tuple[NodeEntry, ...]) -> CollectorView:
+    """What the status page renders for `entries` (no verdicts: the page's capacity only)."""
+    return CollectorView(state=view(*entries).state, verdicts=(), ready=())
