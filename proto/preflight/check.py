@@ -35,9 +35,10 @@ from agent.probes.hardware import FILESYSTEM_ROLES
 from agent.runner import BoundProbe, ProbeSet, agent_version, default_probes, run_cycle
 from agent.snapshot import build_report
 from collector.config import LimitsConfig
-from collector.kube.adapter import KubeSource
+from collector.kube.adapter import KubeMode, KubeSource
+from collector.kube.platform import read_platform
 from collector.kube.view import KubeView
-from collector.rules import RULES, cluster_ready
+from collector.rules import PLATFORM_REQUIREMENTS, RULES, cluster_ready
 from collector.rules.model import ClusterView, Verdict
 from collector.state import ClusterState, Rejected
 from preflight.plan import plan_from_profile
@@ -54,14 +55,16 @@ NOT_JUDGED = {
 PROBES = tuple(k.name for k in KINDS)
 
 
-def plan_for(agent: AgentConfig, profile: Profile) -> AgentPlan:
+def plan_for(agent: AgentConfig, profile: Profile, cluster_domain: str = "") -> AgentPlan:
     """The probe plan of `profile` for this machine, merged with the agent config's own.
 
     The same merge an agent applies to the plan a collector sends (agent.plan): targets
     and volumes the agent config names replace the profile's of the same name, or are
-    added. This machine counts as a system node, so `system`-scoped targets are probed.
+    added. This machine counts as a system node, so `system`-scoped targets (and the
+    cluster domain, when given) are probed.
     """
-    return AgentPlan(agent, initial=plan_from_profile(profile, system=True))
+    plan = plan_from_profile(profile, system=True, cluster_domain=cluster_domain)
+    return AgentPlan(agent, initial=plan)
 
 
 class Progress:
@@ -154,15 +157,26 @@ def unprivileged_notes(config: AgentConfig, report: Any) -> list[str]:
     return notes
 
 
-def kube_source(kubeconfig: Path | None, configuration: Any = None) -> KubeSource:
-    """--kubeconfig FILE forces that file; otherwise the collector's auto discovery."""
-    if kubeconfig is not None:
-        return KubeSource("kubeconfig", kubeconfig=kubeconfig, configuration=configuration)
-    return KubeSource("auto", configuration=configuration)
+def kube_source(kubeconfig: Path | None, profile: Profile, configuration: Any = None) -> KubeSource:
+    """--kubeconfig FILE forces that file; otherwise the collector's auto discovery.
+
+    The cluster add-ons are read, as the collector reads them, only when the profile
+    judges one of them.
+    """
+    reader = read_platform if PLATFORM_REQUIREMENTS & set(profile.requirement_phases()) else None
+    mode: KubeMode = "kubeconfig" if kubeconfig is not None else "auto"
+    return KubeSource(
+        mode, kubeconfig=kubeconfig, configuration=configuration, platform_reader=reader
+    )
 
 
 def judge(
-    report: Any, profile: Profile, kube: KubeView, now: float, config: AgentConfig
+    report: Any,
+    profile: Profile,
+    kube: KubeView,
+    now: float,
+    config: AgentConfig,
+    cluster_domain: str = "",
 ) -> tuple[list[Verdict], list[str]]:
     """The collector's rules over a state that holds this one report."""
     state = ClusterState(
@@ -177,8 +191,18 @@ def judge(
     except Rejected as rejected:
         # The collector would refuse this report too: judge without it, and say why.
         notes.append(f"the collector would reject this machine's report: {rejected}")
-    view = ClusterView(state=state.snapshot(now), profile=profile, now=now, kube=kube)
-    verdicts = [rule(view) for name, rule in RULES.items() if name not in NOT_JUDGED]
+    view = ClusterView(
+        state=state.snapshot(now),
+        profile=profile,
+        now=now,
+        kube=kube,
+        cluster_domain=cluster_domain,
+    )
+    # The requirements the profile judges (collector.rules.evaluate_all), in RULES order.
+    wanted = profile.requirement_phases()
+    verdicts = [
+        rule(view) for rid, rule in RULES.items() if rid in wanted and rid not in NOT_JUDGED
+    ]
     return verdicts, notes
 
 
@@ -188,16 +212,17 @@ async def run_check(
     *,
     node_name: str | None,
     kubeconfig: Path | None,
+    cluster_domain: str = "",
     progress_stream: IO[str] = sys.stderr,
     show_progress: bool = True,
     kube_configuration: Any = None,
 ) -> Outcome:
     config = agent
     node = resolve_node_name(node_name, config)
-    probes = default_probes(config, node, plan_for(config, profile))
+    probes = default_probes(config, node, plan_for(config, profile, cluster_domain))
     longest = max(bound.deadline for bound in probes.probes.values())
     progress = Progress(progress_stream, longest, show_progress)
-    source = kube_source(kubeconfig, kube_configuration)
+    source = kube_source(kubeconfig, profile, kube_configuration)
 
     async def read_kube() -> KubeView:
         try:
@@ -225,7 +250,7 @@ async def run_check(
     )
     now = time.time()
     report.sent_at.FromNanoseconds(int(now * 1e9))
-    verdicts, notes = judge(report, profile, kube, now, config)
+    verdicts, notes = judge(report, profile, kube, now, config, cluster_domain)
     notes.extend(
         f"probe {f.probe} produced nothing: {f.message}" + (" (deadline)" if f.timed_out else "")
         for f in report.probe_errors
@@ -245,7 +270,7 @@ async def run_check(
             "error": kube.error,
             "nodes": len(kube.nodes),
         },
-        ready=cluster_ready(verdicts),
+        ready=cluster_ready(verdicts, profile.phase_requirements()),
         skipped=sorted(NOT_JUDGED.items()),
         notes=notes,
         report=json_format.MessageToDict(

@@ -46,6 +46,11 @@ def register(sub: Any) -> None:
     check.add_argument("--config", type=Path, help="agent YAML config (proxy, CA, deadlines)")
     check.add_argument("--node-name", help="default: $NODE_NAME, then the hostname")
     check.add_argument("--host-root", type=Path, help="where the host's / is (default /)")
+    check.add_argument(
+        "--cluster-domain",
+        default="",
+        help="the Run:ai cluster domain to probe and judge (profiles with cluster_domain_tls)",
+    )
     check.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     _usage_exits_3(check)
     status = sub.add_parser(
@@ -98,6 +103,7 @@ def _check(args: argparse.Namespace) -> int:
             agent,
             node_name=args.node_name,
             kubeconfig=args.kubeconfig,
+            cluster_domain=args.cluster_domain,
             show_progress=not args.quiet,
         )
     )

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from agent.kinds import KINDS
+from preflight.profile import load_profile
 from tests.support.cli_cluster import (
     AS_NORMAL_USER,
     Ran,
@@ -120,7 +122,8 @@ async def test_passing_machine_table_exit_0(machine: Machine, api: FakeApi) -> N
     assert "\x1b[" not in ran.stdout  # piped: no colour codes
     # The progress line names what it waits for, then says when the probes were done.
     assert "preflight check: probing this machine" in ran.stderr
-    assert "waiting for hardware, gpus, mounts, egress, kubernetes" in ran.stderr
+    kinds = ", ".join(k.name for k in KINDS)  # every registered probe kind, then the API
+    assert f"waiting for {kinds}, kubernetes" in ran.stderr
     assert "preflight check: probes done in" in ran.stderr
 
 
@@ -233,3 +236,26 @@ async def test_root_gets_no_normal_user_notes(machine: Machine) -> None:
         pytest.skip("needs root to compare with the normal-user run")
     ran = await machine.check("--format", "json", "--quiet")
     assert not [n for n in ran.json()["notes"] if "as uid" in n]
+
+
+async def test_a_newer_profile_judges_its_own_requirements(machine: Machine) -> None:
+    # runai-2.18 lists its requirements (add-ons, system nodes, clock...): check judges
+    # exactly those, as the collector would, with agent_coverage left to the collector.
+    ran = await run_preflight(
+        "check",
+        "--profile",
+        "runai-2.18",
+        "--config",
+        str(machine.agent),
+        "--node-name",
+        NODE,
+        "--format",
+        "json",
+        "--quiet",
+        env=machine.env,
+    )
+    doc = ran.json()
+    wanted = set(load_profile("runai-2.18").requirement_phases()) - {"agent_coverage"}
+    assert {r["requirement"] for r in doc["requirements"]} == wanted
+    assert doc["profile"] == "runai-2.18"
+    assert ran.code == doc["exit_code"] and ran.code in (2, 3)
