@@ -83,6 +83,15 @@ def _gpus(facts: r.GpuFacts) -> pb.GpuFacts:
                 memory_total_bytes=d.memory_total_bytes,
                 pci_bus_id=d.pci_bus_id,
                 mig_enabled=d.mig_enabled,
+                mig_devices=[
+                    pb.MigDevice(
+                        index=m.index,
+                        uuid=m.uuid,
+                        name=m.name,
+                        memory_total_bytes=m.memory_total_bytes,
+                    )
+                    for m in d.mig_devices
+                ],
             )
             for d in facts.devices
         ],
@@ -120,7 +129,10 @@ def _mount(result: r.MountResult) -> pb.MountResult:
     if result.marker is not None:
         marker = message.marker
         marker.nonce = result.marker.nonce
-        marker.written_at.CopyFrom(timestamp(result.marker.written_at))
+        # A volume not written to (write not expected) has no marker of its own: leave the
+        # time unset rather than send the epoch, which the collector rejects as a timestamp.
+        if result.marker.written_at:
+            marker.written_at.CopyFrom(timestamp(result.marker.written_at))
         marker.markers_seen = result.marker.markers_seen
         for peer in result.marker.peers:
             marker.peers.add(

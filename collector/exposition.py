@@ -194,6 +194,35 @@ VERDICTS_TIMESTAMP = _g(
     (),
     False,
 )
+# Capacity (issue 14): per GPU and per filesystem role; labels stay bounded (GPU
+# indexes, the agent's fixed list of filesystem roles and paths).
+GPU_INFO = _g(
+    "preflight_gpu_info",
+    "One series per GPU NVML lists: model, driver and CUDA version, MIG mode as labels.",
+    ("node", "index", "model", "driver_version", "cuda_version", "mig_mode"),
+    True,
+)
+GPU_MEMORY = _g("preflight_gpu_memory_bytes", "GPU memory (NVML's total).", ("node", "index"), True)
+GPU_MIG_INSTANCES = _g(
+    "preflight_gpu_mig_instances",
+    "MIG instances on the GPU (0 with MIG mode disabled).",
+    ("node", "index"),
+    True,
+)
+FS_CAPACITY = _g(
+    "preflight_node_filesystem_capacity_bytes",
+    "Size of the filesystem holding a well-known directory (root, kubelet, runtime).",
+    ("node", "role", "path"),
+    True,
+)
+FS_FREE = _g(
+    "preflight_node_filesystem_free_bytes",
+    "Space non-root writers (kubelet, container images) can still use there.",
+    ("node", "role", "path"),
+    True,
+)
+# GPU model names are short ("NVIDIA A100-SXM4-80GB"); a cap keeps a hostile one bounded.
+MODEL_LABEL_MAX = 64
 
 # Exposition order. Cluster-wide families are rendered fresh on every scrape; per-node
 # families come from the node cache.
@@ -226,6 +255,11 @@ FAMILIES: tuple[Family, ...] = (
     NODE_DATA_ERRORS,
     JUDGING_ERRORS,
     VERDICTS_TIMESTAMP,
+    GPU_INFO,
+    GPU_MEMORY,
+    GPU_MIG_INSTANCES,
+    FS_CAPACITY,
+    FS_FREE,
 )
 _NODE_FAMILIES = tuple(f for f in FAMILIES if f.per_node)
 # Position of each per-node family within a node's cached chunks.
@@ -325,6 +359,26 @@ def node_samples(
         yield MOUNT_WRITABLE, key, 1.0 if WRITE_CHECKS.name(m.write_check) == "ok" else 0.0
         yield MOUNT_STUCK, key, 1.0 if state == "stuck" else 0.0
         yield MOUNT_PEERS, key, float(len(m.marker.peers))
+    yield from _capacity_samples(name, report)
+
+
+def _capacity_samples(name: str, report: pb.NodeReport) -> Iterator[Sample]:
+    gpus = report.gpus
+    for d in gpus.devices:
+        index = str(d.index)
+        mig = "enabled" if d.mig_enabled else "disabled"
+        model = d.name[:MODEL_LABEL_MAX]
+        yield GPU_INFO, (name, index, model, gpus.driver_version, gpus.cuda_version, mig), 1.0
+        yield GPU_MEMORY, (name, index), float(d.memory_total_bytes)
+        yield GPU_MIG_INSTANCES, (name, index), float(len(d.mig_devices))
+    seen: set[tuple[str, str]] = set()
+    for fs in report.hardware.filesystems:
+        key = (fs.role[:32], fs.path[:64])
+        if key in seen:  # a duplicated entry must not make a duplicated series
+            continue
+        seen.add(key)
+        yield FS_CAPACITY, (name, *key), float(fs.capacity_bytes)
+        yield FS_FREE, (name, *key), float(fs.free_bytes)
 
 
 def node_cert_expiries(node: NodeEntry) -> dict[str, float]:

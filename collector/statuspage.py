@@ -17,6 +17,7 @@ import html
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from collector.capacity import gpu_capacity
 from collector.kube.view import KubeNode
 from collector.rules.model import Verdict
 from collector.state import NodeEntry
@@ -125,6 +126,8 @@ background:#6e7781;color:#fff;margin-left:4px}
 .bad{color:#a40e26;font-weight:600}.good{color:#116329}.warn{color:#7d4e00;font-weight:600}
 tr#capacity-totals td,tr#capacity-totals th{font-weight:700;background:#f6f8fa;
 border-top:2px solid #8c959f}
+td.cell-bad{background:#ffcecb;color:#82071e;font-weight:600}
+#gpu-capacity small,#gpu-models small{font-weight:400}
 """
 
 
@@ -194,11 +197,16 @@ def render_status_page(data: CollectorView) -> str:
         state = dataclasses.replace(data.state, nodes=nodes)
         return _capacity(dataclasses.replace(data, state=state), kube_nodes, without_agent)
 
-    (egress, capacity_html, nodes_html, mounts), unusable = _per_node_sections(
+    def gpu_capacity_section(nodes: tuple[NodeEntry, ...]) -> str:
+        state = dataclasses.replace(data.state, nodes=nodes)
+        return _gpu_capacity(dataclasses.replace(data, state=state))
+
+    (egress, capacity_html, gpu_html, nodes_html, mounts), unusable = _per_node_sections(
         data,
         [
             lambda nodes: _egress_matrix(nodes, now),
             capacity,
+            gpu_capacity_section,
             lambda nodes: _nodes(nodes, without_agent, now),
             _mounts,
         ],
@@ -214,7 +222,7 @@ def render_status_page(data: CollectorView) -> str:
     parts.append(_readiness(data))
     parts.append(_requirements(data.verdicts, now, dict(data.phases)))
     parts.append(_unusable(data, unusable))
-    parts.extend((egress, capacity_html, nodes_html, mounts))
+    parts.extend((egress, capacity_html, gpu_html, nodes_html, mounts))
     parts.append("</body></html>\n")
     return "".join(parts)
 
@@ -491,6 +499,79 @@ def _capacity(
         '<th class="num">GPUs pci</th><th class="num">GPUs driver</th>'
         '<th class="num">GPUs allocatable</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _gib(value: int | None) -> str:
+    return DASH if value is None else f"{value / GIB:,.0f}"
+
+
+def _gpu_capacity(data: CollectorView) -> str:
+    """GPU capacity per node and totals per model (collector.capacity computes, this draws)."""
+    capacity = gpu_capacity(data.state.nodes)
+    rows = []
+    for n in capacity.nodes:
+        if not n.gpus and n.images_free is None:
+            continue
+        models = "<br>".join(f"{count} × {esc(model)}" for model, count in n.models) or DASH
+        memory = sorted(set(n.memory_bytes))
+        memory_text = " / ".join(f"{m / GIB:.0f}" for m in memory) if memory else DASH
+        mig = DASH
+        if n.mig_enabled:
+            mig = f"{n.mig_instances} <small>on {n.mig_enabled} GPUs</small>"
+        driver = esc(n.driver) or DASH
+        source = f" <small>({esc(n.source)})</small>" if n.source == "kernel" else ""
+        if n.driver_problems:
+            reasons = " ".join(esc(r) for r, _ in n.driver_problems)
+            title = esc("; ".join(t for _, t in n.driver_problems))
+            driver_cell = (
+                f'<td class="cell-bad" data-reason="{reasons}" title="{title}">{driver}{source}'
+                f"<br><small>{esc(', '.join(r for r, _ in n.driver_problems))}</small></td>"
+            )
+        else:
+            driver_cell = f"<td>{driver}{source}</td>"
+        images = DASH
+        if n.images_free is not None:
+            images = (
+                f"{_gib(n.images_free)} <small>of {_gib(n.images_capacity)} "
+                f"({esc(n.images_role)})</small>"
+            )
+        stale = "" if n.up else ' class="stale"'
+        rows.append(
+            f'<tr{stale} data-node="{esc(n.node)}" '
+            f'data-model="{esc(n.model)}"><th class="node">{esc(n.node)}</th>'
+            f'<td>{models}</td><td class="num">{memory_text}</td><td class="num">{mig}</td>'
+            f"{driver_cell}<td>{esc(n.cuda) or DASH}</td>"
+            f'<td class="num">{images}</td><td class="num">{_gib(n.kubelet_free)}</td></tr>'
+        )
+    if not rows:
+        return '<h2>GPU capacity</h2><p id="gpu-capacity" class="muted">No capacity reported.</p>'
+    model_rows = []
+    for t in capacity.models:
+        drivers = ", ".join(f"{esc(v)} <small>× {c}</small>" for v, c in sorted(t.drivers.items()))
+        differs = ' class="cell-bad" data-reason="driver_differs"' if len(t.drivers) > 1 else ""
+        model_rows.append(
+            f'<tr data-model="{esc(t.model)}"><th>{esc(t.model)}</th>'
+            f'<td class="num">{len(t.nodes)}</td><td class="num">{t.gpus}</td>'
+            f'<td class="num">{_gib(t.memory_bytes) if t.memory_bytes else DASH}</td>'
+            f'<td class="num">{t.mig_instances or DASH}</td><td{differs}>{drivers or DASH}</td>'
+            "</tr>"
+        )
+    return (
+        '<h2>GPU capacity</h2><p class="meta">Per node from NVML (or the kernel driver\'s '
+        "records where NVML is not reachable); free space in GiB where container images land "
+        "and where the kubelet keeps volumes. A red driver cell names its reason: "
+        "<b>driver_differs</b> (nodes of one model on different drivers) or "
+        "<b>version_mismatch</b> (NVML: driver/library version mismatch).</p>"
+        '<table id="gpu-capacity"><thead><tr><th>node</th><th>GPUs</th>'
+        '<th class="num">GiB per GPU</th><th class="num">MIG instances</th><th>driver</th>'
+        '<th>CUDA</th><th class="num">free for images GiB</th>'
+        '<th class="num">free for kubelet GiB</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        '<h3>Totals by GPU model</h3><table id="gpu-models"><thead><tr><th>model</th>'
+        '<th class="num">nodes</th><th class="num">GPUs</th><th class="num">memory GiB</th>'
+        '<th class="num">MIG instances</th><th>drivers <small>(× nodes)</small></th>'
+        f"</tr></thead><tbody>{''.join(model_rows)}</tbody></table>"
     )
 
 

@@ -25,6 +25,7 @@ def signature(facts: r.GpuFacts) -> object:
         facts.kernel_module,
         facts.kernel_driver_count(),
         facts.passthrough_count(),
+        sum(len(d.mig_devices) for d in facts.devices),
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from agent.hostfs import HostFS
 from agent.probes.nvidia_kernel import bound_driver, read_kernel_gpus, read_module
-from agent.probes.results import GpuDevice, GpuFacts, PciDevice
+from agent.probes.results import GpuDevice, GpuFacts, MigDevice, PciDevice
 
 __all__ = [
     "NVIDIA_VENDOR_ID",
@@ -48,6 +48,7 @@ _NVML_UNREACHABLE = (_NVML_NO_PERMISSION, _NVML_DRIVER_NOT_LOADED, _NVML_LIBRARY
 # old module still loaded): workloads fail the same way.
 _NVML_LIB_RM_VERSION_MISMATCH = 18
 _NVML_DEVICE_MIG_ENABLE = 1
+_NVML_NOT_FOUND = 6
 
 
 class Nvml(Protocol):
@@ -133,6 +134,44 @@ def _mig_enabled(nvml: Nvml, handle: Any) -> bool:
     return bool(current == _NVML_DEVICE_MIG_ENABLE)
 
 
+# A100/H100 offer at most 7 MIG instances; the cap keeps a confused driver cheap.
+MAX_MIG_DEVICES = 16
+
+
+def _mig_devices(nvml: Nvml, handle: Any, problems: list[str], index: int) -> list[MigDevice]:
+    """The MIG instances of a MIG-enabled GPU (optional NVML calls: older bindings lack them)."""
+    get_max = getattr(nvml, "nvmlDeviceGetMaxMigDeviceCount", None)
+    get_mig = getattr(nvml, "nvmlDeviceGetMigDeviceHandleByIndex", None)
+    if get_max is None or get_mig is None:
+        return []
+    devices: list[MigDevice] = []
+    try:
+        slots = min(int(get_max(handle)), MAX_MIG_DEVICES)
+    except Exception as exc:
+        problems.append(f"GPU {index} MIG count: {_error_text(exc)}")
+        return devices
+    for slot in range(slots):
+        try:
+            mig = get_mig(handle, slot)
+        except Exception as exc:
+            # NVML_ERROR_NOT_FOUND: an empty slot (fewer instances than the maximum).
+            if getattr(exc, "value", None) != _NVML_NOT_FOUND:
+                problems.append(f"GPU {index} MIG {slot}: {_error_text(exc)}")
+            continue
+        try:
+            devices.append(
+                MigDevice(
+                    index=slot,
+                    uuid=_text(nvml.nvmlDeviceGetUUID(mig)),
+                    name=_text(nvml.nvmlDeviceGetName(mig)),
+                    memory_total_bytes=int(nvml.nvmlDeviceGetMemoryInfo(mig).total),
+                )
+            )
+        except Exception as exc:
+            problems.append(f"GPU {index} MIG {slot}: {_error_text(exc)}")
+    return devices
+
+
 def _init_failed(exc: BaseException, facts: GpuFacts) -> None:
     code = getattr(exc, "value", None)
     if code == _NVML_LIB_RM_VERSION_MISMATCH:
@@ -185,6 +224,8 @@ def _query_nvml(nvml: Nvml, facts: GpuFacts) -> None:
                     device.pci_bus_id = _text(nvml.nvmlDeviceGetPciInfo(handle).busId)
                 except Exception as exc:
                     problems.append(f"GPU {index} PCI info: {_error_text(exc)}")
+                if device.mig_enabled:
+                    device.mig_devices = _mig_devices(nvml, handle, problems, index)
                 facts.devices.append(device)
             except Exception as exc:
                 problems.append(f"GPU {index}: {_error_text(exc)}")

@@ -77,6 +77,16 @@ class PciDevice:
 
 
 @dataclass
+class MigDevice:
+    """One MIG instance of a GPU, as NVML lists it."""
+
+    index: int
+    uuid: str
+    name: str
+    memory_total_bytes: int
+
+
+@dataclass
 class GpuDevice:
     index: int
     uuid: str
@@ -84,6 +94,7 @@ class GpuDevice:
     memory_total_bytes: int
     pci_bus_id: str = ""
     mig_enabled: bool = False
+    mig_devices: list[MigDevice] = field(default_factory=list)
 
 
 @dataclass

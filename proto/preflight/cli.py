@@ -113,10 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     run_demo.add_argument("--node-name", default=socket.gethostname())
     show = sub.add_parser("profiles", help="the shipped requirement profiles, or one of them")
     show.add_argument("name", nargs="?", help="a shipped profile name or a profile file")
+    from preflight import commands
+
+    commands.register(sub)
     args = parser.parse_args(argv)
     if args.command == "profiles":
         return profiles(args.name)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command != "demo":
+        return commands.run(args)
     asyncio.run(demo(args.http_port, args.grpc_port, args.node_name))
     return 0
 

@@ -103,3 +103,37 @@ def test_gpu_class_filter(vendor: str, cls: str, expected: bool) -> None:
 def test_live_machine_scan_does_not_fail() -> None:
     facts = collect_gpus(HostFS(Path("/")))
     assert facts.pci_scanned == Path("/sys/bus/pci/devices").is_dir()
+
+
+def test_mig_instances_are_listed_per_gpu() -> None:
+    nvml = FakeNvml(8, mig_instances={0: ("3g.40gb", "2g.20gb", "1g.10gb"), 5: ("7g.80gb",)})
+    facts = collect_gpus(HostFS(FIXTURES / "dgx-8gpu"), nvml=nvml)
+    assert facts.driver_message == ""  # empty MIG slots (NOT_FOUND) are not problems
+    by_index = {d.index: d for d in facts.devices}
+    assert by_index[0].mig_enabled and by_index[5].mig_enabled and not by_index[1].mig_enabled
+    assert [m.name for m in by_index[0].mig_devices] == [
+        "NVIDIA A100-SXM4-80GB MIG 3g.40gb",
+        "NVIDIA A100-SXM4-80GB MIG 2g.20gb",
+        "NVIDIA A100-SXM4-80GB MIG 1g.10gb",
+    ]
+    assert [m.memory_total_bytes for m in by_index[0].mig_devices] == [
+        40 * 1024**3,
+        20 * 1024**3,
+        10 * 1024**3,
+    ]
+    assert by_index[5].mig_devices[0].uuid == "MIG-0005-0000"
+    assert by_index[1].mig_devices == []
+
+
+def test_mig_enabled_without_instances_lists_none() -> None:
+    facts = collect_gpus(HostFS(FIXTURES / "dgx-8gpu"), nvml=FakeNvml(8, mig=(2,)))
+    assert facts.devices[2].mig_enabled and facts.devices[2].mig_devices == []
+
+
+def test_version_mismatch_is_its_own_state() -> None:
+    mismatch = pynvml.NVMLError(pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
+    facts = collect_gpus(HostFS(FIXTURES / "gpu-8-healthy"), nvml=FakeNvml(8, init_error=mismatch))
+    assert facts.driver_status == "version_mismatch"
+    assert "differ" in facts.driver_message
+    assert facts.devices == []
+    assert facts.kernel_driver_count() == 8  # the kernel's view still counts the GPUs

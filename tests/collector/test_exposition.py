@@ -52,6 +52,24 @@ def golden_view() -> CollectorView:
         ],
         mounts=[mount("/mnt/shared", pb.MOUNT_STATE_MOUNTED, pb.WRITE_CHECK_OK, 2)],
     )
+    # Capacity facts (issue 14): filesystems by role, GPUs with model, memory and MIG.
+    gpu1.hardware.filesystems.add(
+        role="root", path="/", capacity_bytes=100 * 2**30, free_bytes=40 * 2**30
+    )
+    gpu1.hardware.filesystems.add(
+        role="container_runtime",
+        path="/var/lib/containerd",
+        capacity_bytes=2 * 2**40,
+        free_bytes=2**40,
+    )
+    gpu1.gpus.driver_version = "535.129.03"
+    gpu1.gpus.cuda_version = "12.2"
+    mig_gpu = gpu1.gpus.devices.add(
+        index=0, name="NVIDIA A100-SXM4-80GB", memory_total_bytes=80 * 2**30, mig_enabled=True
+    )
+    mig_gpu.mig_devices.add(index=0, name="NVIDIA A100-SXM4-80GB MIG 3g.40gb")
+    mig_gpu.mig_devices.add(index=1, name="NVIDIA A100-SXM4-80GB MIG 3g.40gb")
+    gpu1.gpus.devices.add(index=1, name="NVIDIA A100-SXM4-80GB", memory_total_bytes=80 * 2**30)
     intercepting = pb.Certificate(
         subject="CN=hub.docker.com",
         issuer='CN=Corp \\"Inspection\\" CA\\, Berlin,O=Corp',

@@ -7,6 +7,7 @@ Prometheus; here only the JSON and the PromQL syntax are checked.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,9 @@ from tests.support.promql import (
 )
 
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
+DASHBOARD_SCHEMA = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "grafana-dashboard.schema.json"
+)
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +175,33 @@ def test_parse_check_catches_a_bad_query() -> None:
     if tool is None:
         pytest.skip(PROMTOOL_MISSING)
     assert promql_parse_errors(["sum by (node (preflight_agent_up)"], tool) is not None
+
+
+def test_dashboard_matches_the_import_schema(dash: dict[str, Any]) -> None:
+    import jsonschema
+
+    schema = json.loads(DASHBOARD_SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(dash), key=lambda e: list(e.path)
+    )
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
+    # The schema has teeth: a panel without gridPos or a bad refId is refused.
+    broken = json.loads(json.dumps(dash))
+    del broken["panels"][1]["gridPos"]
+    broken["panels"][2]["targets"][0]["refId"] = "a-1"
+    assert len(list(jsonschema.Draft202012Validator(schema).iter_errors(broken))) == 2
+
+
+def test_capacity_rows_by_model_and_kube_state_metrics(dash: dict[str, Any]) -> None:
+    titles = [p["title"] for p in iter_panels(dash["panels"])]
+    assert "GPU capacity by model" in titles
+    specs: dict[str, list[str]] = {q.panel: [] for q in dashboard_query_specs()}
+    for q in dashboard_query_specs():
+        specs[q.panel].append(q.raw_expr)
+    by_model = " ".join(specs["GPUs by model"])
+    assert "count by (model) (preflight_gpu_info" in by_model
+    # Requests and allocatable are kube-state-metrics' own series, not recomputed.
+    joined = " ".join(specs["GPU allocatable vs requested per node"])
+    assert 'kube_node_status_allocatable{resource="nvidia_com_gpu"' in joined
+    assert 'kube_pod_container_resource_requests{resource="nvidia_com_gpu"' in joined

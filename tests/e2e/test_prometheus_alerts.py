@@ -34,10 +34,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import trustme
 import yaml
 
+from preflight.v1 import report_pb2_grpc as pb_grpc
+from tests.support.capacity_cluster import A100, H100, capacity_reports
 from tests.support.dashboard import dashboard_query_specs
 from tests.support.metrics import sample, scrape
 from tests.support.procs import HttpsServer, start, stop, wait_for
@@ -50,6 +53,9 @@ pytestmark = pytest.mark.e2e
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 FOR_SECONDS = 5
+KUBE_STATE_METRICS = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "prometheus" / "kube-state-metrics.prom"
+)
 SCRAPE_INTERVAL = 1.0
 PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 1.5
@@ -110,13 +116,42 @@ class Webhook:
         self.httpd.server_close()
 
 
+class StaticExposition:
+    """Serves one exposition file at /metrics, as kube-state-metrics would (a fixed state)."""
+
+    def __init__(self, path: Path) -> None:
+        body = path.read_bytes()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 @dataclass
 class Stack:
     tmp: Path
     servers: dict[str, HttpsServer] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     webhook: Webhook | None = None
+    kube_state_metrics: StaticExposition | None = None
     collector_port: int = 0
+    grpc_port: int = 0
     prometheus_port: int = 0
 
     def query(self, promql: str) -> dict[str, Any]:
@@ -156,6 +191,8 @@ class Stack:
             server.stop()
         if self.webhook is not None:
             self.webhook.stop()
+        if self.kube_state_metrics is not None:
+            self.kube_state_metrics.stop()
 
 
 def _write_yaml(path: Path, data: Any) -> Path:
@@ -170,12 +207,14 @@ def _start_stack(s: Stack) -> None:
     ca.cert_pem.write_to_path(str(ca_file))
     s.servers = {name: HttpsServer(ca) for name in TARGETS}
     s.webhook = Webhook()
+    s.kube_state_metrics = StaticExposition(KUBE_STATE_METRICS)
 
     grpc_port, s.collector_port = free_port(), free_port()
     # The profile lists the local sites: collector and agents probe nothing else.
     profile = write_profile(
         tmp / "profile.yaml", [local_target(n, server.port) for n, server in s.servers.items()]
     )
+    s.grpc_port = grpc_port
     collector_config = _write_yaml(
         tmp / "collector.yaml",
         {
@@ -238,7 +277,11 @@ def _start_stack(s: Stack) -> None:
                 {
                     "job_name": "preflight",
                     "static_configs": [{"targets": [f"127.0.0.1:{s.collector_port}"]}],
-                }
+                },
+                {
+                    "job_name": "kube-state-metrics",
+                    "static_configs": [{"targets": [f"127.0.0.1:{s.kube_state_metrics.port}"]}],
+                },
             ],
         },
     )
@@ -309,6 +352,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             print(s.logs())
             raise
         print(f"stack up: Prometheus sees all targets up {took:.1f}s after the start")
+        # GPU capacity the local agents cannot have: the 3-node, 2-model cluster's reports
+        # (agent GPU code + fake NVML), so the capacity panels join real series.
+        with grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}") as channel:
+            stub = pb_grpc.CollectorStub(channel)
+            for report in capacity_reports():
+                stub.Report(report, timeout=10)
         yield s
     finally:
         s.close()
@@ -416,3 +465,22 @@ def test_every_dashboard_query_runs_on_real_prometheus(stack: Stack) -> None:
         elif not spec.may_be_empty and not answer["data"]["result"]:
             problems.append(f"{spec.panel}/{spec.ref_id}: no data for {spec.expr}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.timeout(60)
+def test_capacity_rows_join_kube_state_metrics(stack: Stack) -> None:
+    panel = next(q for q in dashboard_query_specs() if q.panel == "GPUs by model")
+
+    def by_model(ref_id: str) -> dict[str, float]:
+        spec = next(
+            q for q in dashboard_query_specs() if q.panel == panel.panel and q.ref_id == ref_id
+        )
+        return {r["metric"]["model"]: float(r["value"][1]) for r in stack.result(spec.expr)}
+
+    wait_for(lambda: len(by_model("A")) == 2 and len(by_model("D")) == 2, 20, "capacity scraped")
+    assert by_model("A") == {A100: 8.0, H100: 8.0}  # NVML lists a100-1 and h100-1
+    # Allocatable and requested nvidia.com/gpu from kube-state-metrics, joined per node to
+    # the model NVML names; a100-2 (NVML: version mismatch) has no preflight_gpu_info, so
+    # its GPUs stay out of the per-model sums rather than guessed.
+    assert by_model("D") == {A100: 8.0, H100: 8.0}
+    assert by_model("E") == {A100: 4.0, H100: 0.0}  # h100-1: no GPU request, still a row

@@ -789,12 +789,17 @@ class GpuDevice(_message.Message):
     MEMORY_TOTAL_BYTES_FIELD_NUMBER: _builtins.int
     PCI_BUS_ID_FIELD_NUMBER: _builtins.int
     MIG_ENABLED_FIELD_NUMBER: _builtins.int
+    MIG_DEVICES_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     uuid: _builtins.str
     name: _builtins.str
     memory_total_bytes: _builtins.int
     pci_bus_id: _builtins.str
     mig_enabled: _builtins.bool
+    @_builtins.property
+    def mig_devices(self) -> _containers.RepeatedCompositeFieldContainer[Global___MigDevice]:
+        """The MIG instances NVML lists on this GPU while MIG mode is enabled."""
+
     def __init__(
         self,
         *,
@@ -804,14 +809,46 @@ class GpuDevice(_message.Message):
         memory_total_bytes: _builtins.int = ...,
         pci_bus_id: _builtins.str = ...,
         mig_enabled: _builtins.bool = ...,
+        mig_devices: _abc.Iterable[Global___MigDevice] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "memory_total_bytes", b"memory_total_bytes", "mig_enabled", b"mig_enabled", "name", b"name", "pci_bus_id", b"pci_bus_id", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "memory_total_bytes", b"memory_total_bytes", "mig_devices", b"mig_devices", "mig_enabled", b"mig_enabled", "name", b"name", "pci_bus_id", b"pci_bus_id", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GpuDevice: _TypeAlias = GpuDevice  # noqa: Y015
+
+@_typing.final
+class MigDevice(_message.Message):
+    """One MIG instance (a GPU slice Kubernetes can schedule as nvidia.com/mig-<profile>)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    UUID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    uuid: _builtins.str
+    name: _builtins.str
+    """NVML's name, e.g. "NVIDIA A100-SXM4-80GB MIG 1g.10gb"."""
+    memory_total_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        uuid: _builtins.str = ...,
+        name: _builtins.str = ...,
+        memory_total_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "memory_total_bytes", b"memory_total_bytes", "name", b"name", "uuid", b"uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MigDevice: _TypeAlias = MigDevice  # noqa: Y015
 
 @_typing.final
 class MountResult(_message.Message):
