@@ -135,7 +135,12 @@ async def test_collector_down_then_back_gets_the_latest_snapshot() -> None:
     service = CollectorService(config)
     await service.start()
     try:
-        await wait_until(lambda: service.state.snapshot(time.time()).node("n") is not None)
+        # The collector stores the report before the client has read its ack: wait for both.
+        await wait_until(
+            lambda: (
+                client.delivered >= 1 and service.state.snapshot(time.time()).node("n") is not None
+            )
+        )
         node = service.state.snapshot(time.time()).node("n")
         assert node is not None and node.report.sequence == 3
         assert client.delivered == 1
