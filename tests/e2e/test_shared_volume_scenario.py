@@ -194,8 +194,10 @@ def scenario(tmp_path: Path) -> Iterator[Scenario]:
 
 
 def _markers(directory: Path) -> list[str]:
+    # Markers only, as the agents read them: a running agent's `.node.tmp` may exist for an
+    # instant while it rewrites its marker (the check after stopping covers every file).
     nodes = directory / ".preflight" / "nodes"
-    return sorted(os.listdir(nodes)) if nodes.is_dir() else []
+    return sorted(n for n in os.listdir(nodes) if not n.startswith(".")) if nodes.is_dir() else []
 
 
 @pytest.mark.timeout(120)
