@@ -1,8 +1,10 @@
 """Each node's probe plan: from the profile and the node's Kubernetes roles.
 
-System nodes carry the label node-role.kubernetes.io/runai-system. When no node
-carries it, or the Kubernetes API cannot be read, every node counts as a system
-node (DESIGN.md §1, system_nodes), so every node probes every target.
+System nodes carry the profile's system-node label (`system_nodes.label`, by default
+node-role.kubernetes.io/runai-system): one source for the plan, the system_nodes rule and
+the rules that judge system targets. When no node carries it, or the Kubernetes API cannot
+be read, every node counts as a system node (DESIGN.md §1, system_nodes), so every node
+probes every target.
 """
 
 from __future__ import annotations
@@ -10,19 +12,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from collector.kube.view import KubeView
+from collector.kube.view import KubeNode, KubeView
 from preflight.plan import plan_from_profile
 from preflight.profile import Profile
+from preflight.profile_sections import DEFAULT_SYSTEM_LABEL, SYSTEM_LABEL_PREFIX
 from preflight.v1 import report_pb2 as pb
 
-SYSTEM_ROLE = "runai-system"
+
+def labelled_nodes(kube: KubeView, label: str = DEFAULT_SYSTEM_LABEL) -> list[KubeNode]:
+    """The nodes carrying the system-node `label` (a node-role label), in API order."""
+    role = label.removeprefix(SYSTEM_LABEL_PREFIX)
+    return [n for n in kube.nodes if role in n.roles]
 
 
-def system_nodes(kube: KubeView) -> frozenset[str] | None:
+def system_nodes(kube: KubeView, label: str = DEFAULT_SYSTEM_LABEL) -> frozenset[str] | None:
     """Names of the labelled system nodes; None when every node counts as one."""
     if not kube.available:
         return None
-    labelled = frozenset(n.name for n in kube.nodes if SYSTEM_ROLE in n.roles)
+    labelled = frozenset(n.name for n in labelled_nodes(kube, label))
     return labelled or None
 
 
@@ -56,6 +63,8 @@ class PlanBook:
         self.set_profile(profile)
 
     def set_profile(self, profile: Profile) -> None:
+        self._label = profile.system_label
+        self._seen = None  # another label picks other nodes
         self._system_plan = plan_from_profile(
             profile, system=True, cluster_domain=self._cluster_domain
         )
@@ -65,7 +74,7 @@ class PlanBook:
         # Once per Kubernetes read, not once per Report: the view object changes per read.
         kube = self._kube()
         if kube is not self._seen:
-            self._labelled = system_nodes(kube)
+            self._labelled = system_nodes(kube, self._label)
             self._seen = kube
         return self._labelled
 

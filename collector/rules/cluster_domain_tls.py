@@ -34,7 +34,7 @@ def evaluate(view: ClusterView) -> Verdict:
             "unknown",
             "no cluster domain configured (collector setting cluster_domain)",
         )
-    system = system_nodes(view.kube)
+    system = system_nodes(view.kube, view.profile.system_label)
     nodes = [n for n in view.live_nodes if system is None or n.name in system]
     if not nodes:
         return Verdict(REQUIREMENT, "unknown", "no system node's agent has reported recently")

@@ -16,7 +16,7 @@ def evaluate_phase(view: ClusterView, requirement: str, phase: str) -> Verdict:
     of_phase = view.profile.targets_of_phase(phase)
     targets = [t.name for t in of_phase]
     # `system` targets are required from system nodes only (the plan gives no others them).
-    system = system_nodes(view.kube)
+    system = system_nodes(view.kube, view.profile.system_label)
     everywhere = [t.name for t in of_phase if t.scope == "all"]
     nodes = view.live_nodes
     if not nodes:

@@ -1,8 +1,8 @@
 """system_nodes: enough nodes labelled for the Run:ai system services, each big enough.
 
 Run:ai 2.9+ runs its own services on nodes labelled `node-role.kubernetes.io/runai-system`
-(profile: how many, and cores / memory / root disk each). Without any labelled node Run:ai
-schedules its services anywhere: every node then counts as a system node, and the verdict
+(profile: the label, how many, and cores / memory / root disk each). Without any labelled
+node Run:ai schedules its services anywhere: every node then counts as a system node, and the verdict
 says so (warn). Sizes come from the node's agent where one reports (what the machine has),
 else from the node's Kubernetes capacity; the root disk from the agent's root filesystem,
 else from the kubelet's ephemeral-storage capacity.
@@ -11,11 +11,11 @@ else from the kubelet's ephemeral-storage capacity.
 from __future__ import annotations
 
 from collector.kube.view import KubeNode
+from collector.plan import labelled_nodes
 from collector.rules.model import ClusterView, Verdict, count, names
 
 REQUIREMENT = "system_nodes"
 GB = 1e9
-ROLE_PREFIX = "node-role.kubernetes.io/"
 
 
 def _size(view: ClusterView, node: KubeNode) -> tuple[float, int, int]:
@@ -36,8 +36,8 @@ def evaluate(view: ClusterView) -> Verdict:
     rule = view.profile.system_nodes
     if rule is None:
         return Verdict(REQUIREMENT, "unknown", "the profile sets no system-node sizes")
-    role = rule.label.removeprefix(ROLE_PREFIX)
-    labelled = [n for n in view.kube.nodes if role in n.roles]
+    # The same nodes the probe plan treats as system nodes (collector.plan, one source).
+    labelled = labelled_nodes(view.kube, rule.label)
     candidates = labelled or list(view.kube.nodes)
     wanted = f"{rule.cpus} cores, {rule.memory_bytes / GB:g} GB" + (
         f", {rule.root_disk_bytes / GB:g} GB root disk" if rule.root_disk_bytes else ""

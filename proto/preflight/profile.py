@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_file
 from preflight.profile_sections import (
     DEFAULT_REQUIREMENTS,
+    DEFAULT_SYSTEM_LABEL,
     PHASES,
     ClockSyncRule,
     ContainerRuntimeRule,
@@ -57,7 +58,7 @@ class ProfileTarget(StrictModel):
     expect_status: tuple[int, ...] = ()
     require_header_for: dict[int, str] = Field(default_factory=dict)
     # Which nodes must reach it: every node, or only the system nodes
-    # (label node-role.kubernetes.io/runai-system).
+    # (the profile's system-node label, see Profile.system_label).
     scope: Literal["all", "system"] = "all"
 
 
@@ -101,6 +102,11 @@ class Profile(StrictModel):
         """phase → the requirement ids that must hold for it."""
         mapping = self.requirement_phases()
         return {p: tuple(r for r, phases in mapping.items() if p in phases) for p in PHASES}
+
+    @property
+    def system_label(self) -> str:
+        """The node label that makes a system node: system_nodes.label, else Run:ai's."""
+        return self.system_nodes.label if self.system_nodes else DEFAULT_SYSTEM_LABEL
 
     def targets_of_phase(self, phase: str) -> tuple[ProfileTarget, ...]:
         return tuple(t for t in self.egress.targets if t.phase == phase)

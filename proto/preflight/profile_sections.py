@@ -40,6 +40,9 @@ KNOWN_REQUIREMENTS = (
     "cluster_domain_tls",
 )
 VERSION_PATTERN = r"^v?\d+(\.\d+){1,2}$"
+# Run:ai's system-node label (D8, G4); a profile's system_nodes.label may name another role.
+DEFAULT_SYSTEM_LABEL = "node-role.kubernetes.io/runai-system"
+SYSTEM_LABEL_PREFIX = "node-role.kubernetes.io/"
 
 
 class VersionRange(StrictModel):
@@ -50,7 +53,11 @@ class VersionRange(StrictModel):
 
 
 class SystemNodesRule(StrictModel):
-    label: str = "node-role.kubernetes.io/runai-system"
+    # A node-role label: the collector keeps a node's roles, not every label it carries.
+    # It picks the nodes both the rule judges and the probe plan gives `system` targets.
+    label: str = Field(
+        default=DEFAULT_SYSTEM_LABEL, pattern=r"^node-role\.kubernetes\.io/[A-Za-z0-9._-]+$"
+    )
     minimum: int = Field(default=1, ge=1)
     # Fewer labelled nodes than this (but at least `minimum`) is a warning.
     recommended: int | None = Field(default=None, ge=1)
