@@ -11,6 +11,7 @@ from pathlib import Path
 
 from collector.config import ConfigError, load_config
 from collector.service import CollectorService
+from preflight.mirrors import resolve_mirrors
 from preflight.profile import load_profile
 
 EXIT_CONFIG = 2
@@ -41,12 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = load_config(args.config)
+        source = args.config or "built-in defaults"
         try:
-            load_profile(config.profile)
+            profile = load_profile(config.profile)
         except ConfigError as error:
             # Name where the profile was chosen, then what is wrong with it.
-            source = args.config or "built-in defaults"
             raise ConfigError(f"{source}: key 'profile': {error}") from None
+        try:
+            resolve_mirrors(profile, config.mirrors)
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
         if args.check_config:
             # The config alone: the TLS and token files live where it is deployed.
             print(f"preflight-collector: config OK ({args.config or 'built-in defaults'})")
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             service = CollectorService(config)  # reads the TLS and token files
         except ConfigError as error:
-            raise ConfigError(f"{args.config or 'built-in defaults'}: {error}") from None
+            raise ConfigError(f"{source}: {error}") from None
     except ConfigError as error:
         print(f"preflight-collector: config error:\n{error}", file=sys.stderr)
         return EXIT_CONFIG

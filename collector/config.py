@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from preflight.configfile import (
     ConfigError,
@@ -14,6 +14,7 @@ from preflight.configfile import (
     StrictModel,
     load_yaml_file,
 )
+from preflight.mirrors import MIRROR_PATTERN
 
 __all__ = ["CollectorConfig", "ConfigError", "load_config"]
 
@@ -111,6 +112,11 @@ class CollectorConfig(StrictModel):
         pattern=r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$|^$",
         max_length=253,
     )
+    # Air-gapped clusters: profile target name → host[:port] of its internal mirror, probed
+    # and judged in its place (preflight.mirrors; names are checked against the profile).
+    mirrors: dict[
+        str, Annotated[str, StringConstraints(pattern=MIRROR_PATTERN, max_length=260)]
+    ] = Field(default_factory=dict)
     # The heartbeat agents are asked to keep (sent in every ReportAck).
     heartbeat_interval: Duration = 30.0
     # A node is stale (preflight_agent_up 0) after this many missed heartbeats.

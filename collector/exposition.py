@@ -153,6 +153,12 @@ EGRESS_NOT_AFTER = _g(
     ("target",),
     False,
 )
+EGRESS_MIRROR = _g(
+    "preflight_egress_target_mirror_info",
+    "1 for each profile target probed at a mirror (collector setting mirrors).",
+    ("target", "origin", "mirror"),
+    False,
+)
 NODE_CPU = _g("preflight_node_cpu_cores", "Logical CPU cores.", ("node",), True)
 NODE_MEMORY = _g("preflight_node_memory_bytes", "Total memory.", ("node",), True)
 NODE_GPUS = _g("preflight_node_gpus", "GPUs by source.", ("node", "source"), True)
@@ -243,6 +249,7 @@ FAMILIES: tuple[Family, ...] = (
     EGRESS_PROXY_USED,
     EGRESS_UNTRUSTED,
     EGRESS_NOT_AFTER,
+    EGRESS_MIRROR,
     NODE_CPU,
     NODE_MEMORY,
     NODE_GPUS,
@@ -410,6 +417,8 @@ def cluster_samples(view: CollectorView, expiries: Iterable[dict[str, float]]) -
             earliest[target] = min(expiry, earliest.get(target, expiry))
     for target, expiry in sorted(earliest.items()):
         yield EGRESS_NOT_AFTER, (target,), expiry
+    for m in view.mirrors:
+        yield EGRESS_MIRROR, (m.target, m.origin, m.address), 1.0
     for surface, count in view.faults.counts():
         yield NODE_DATA_ERRORS, (surface,), float(count)
     yield JUDGING_ERRORS, (), float(view.judging_errors)

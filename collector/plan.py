@@ -9,10 +9,11 @@ probes every target.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from collector.kube.view import KubeNode, KubeView
+from preflight.mirrors import Mirror, resolve_mirrors
 from preflight.plan import plan_from_profile
 from preflight.profile import Profile
 from preflight.profile_sections import DEFAULT_SYSTEM_LABEL, SYSTEM_LABEL_PREFIX
@@ -54,21 +55,29 @@ class PlanBook:
     """The two plans of the current profile (system and other nodes), rebuilt on reload."""
 
     def __init__(
-        self, profile: Profile, kube: Callable[[], KubeView], cluster_domain: str = ""
+        self,
+        profile: Profile,
+        kube: Callable[[], KubeView],
+        cluster_domain: str = "",
+        mirrors: Mapping[str, str] | None = None,
     ) -> None:
         self._kube = kube
         self._cluster_domain = cluster_domain
+        self._mirror_config = dict(mirrors or {})
+        self.mirrors: tuple[Mirror, ...] = ()
         self._seen: KubeView | None = None
         self._labelled: frozenset[str] | None = None
         self.set_profile(profile)
 
     def set_profile(self, profile: Profile) -> None:
+        """Plans for `profile`; ConfigError (nothing changed) when a mirror names no target."""
+        self.mirrors = resolve_mirrors(profile, self._mirror_config)
         self._label = profile.system_label
         self._seen = None  # another label picks other nodes
         self._system_plan = plan_from_profile(
-            profile, system=True, cluster_domain=self._cluster_domain
+            profile, system=True, cluster_domain=self._cluster_domain, mirrors=self.mirrors
         )
-        self._other_plan = plan_from_profile(profile, system=False)
+        self._other_plan = plan_from_profile(profile, system=False, mirrors=self.mirrors)
 
     def _system_nodes(self) -> frozenset[str] | None:
         # Once per Kubernetes read, not once per Report: the view object changes per read.

@@ -31,6 +31,7 @@ from collector.tls import CertificateSource
 from collector.view import CollectorView
 from collector.web import BODY_LINGER_SECONDS, HEADER_TIMEOUT_SECONDS, WebApp
 from preflight.configfile import ConfigError
+from preflight.mirrors import resolve_mirrors
 from preflight.profile import Profile, load_profile, shipped_profiles
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,8 @@ class CollectorService:
             configuration=kube_configuration,
             platform_reader=self._read_platform,
         )
-        self.plans = PlanBook(self.profile, self.kube.latest, config.cluster_domain)
+        # Raises ConfigError naming `mirrors.<name>` when a mirror names no profile target.
+        self.plans = PlanBook(self.profile, self.kube.latest, config.cluster_domain, config.mirrors)
         self.servicer = ReportServicer(
             self.state,
             config.heartbeat_interval,
@@ -148,6 +150,7 @@ class CollectorService:
             judged_at=self._judged_at,
             judging_errors=self.judging_errors,
             faults=self.faults,
+            mirrors=self.plans.mirrors,
         )
 
     def _read_platform(self, api: object, request_timeout: float) -> PlatformView | None:
@@ -178,6 +181,8 @@ class CollectorService:
         self._profile_stamp = stamp
         try:
             profile = load_profile(self.config.profile)
+            # A new profile without a mirrored target would leave that mirror unused.
+            resolve_mirrors(profile, self.config.mirrors)
         except ConfigError as error:
             log.error(
                 "profile %s not reloaded, keeping %s: %s",

@@ -204,7 +204,7 @@ def render_status_page(data: CollectorView) -> str:
     (egress, capacity_html, gpu_html, nodes_html, mounts), unusable = _per_node_sections(
         data,
         [
-            lambda nodes: _egress_matrix(nodes, now),
+            lambda nodes: _egress_matrix(nodes, now, data.mirror_of),
             capacity,
             gpu_capacity_section,
             lambda nodes: _nodes(nodes, without_agent, now),
@@ -322,7 +322,16 @@ def _node_label(node: NodeEntry) -> str:
     return label if node.up else f'{label}<span class="tag">stale</span>'
 
 
-def _egress_matrix(nodes: tuple[NodeEntry, ...], now: float) -> str:
+def _mirror_tag(mirror: str | None) -> str:
+    # The column keeps the profile's name; the tag says where it is really probed.
+    if mirror is None:
+        return ""
+    return f'<br><small class="mirror" title="probed at its mirror">mirror {esc(mirror)}</small>'
+
+
+def _egress_matrix(
+    nodes: tuple[NodeEntry, ...], now: float, mirror_of: dict[str, str] | None = None
+) -> str:
     # Columns: the union of reported targets, in the order agents report them
     # (agents share the profile's order, so this reads like the profile).
     targets: dict[str, str] = {}
@@ -375,8 +384,10 @@ def _egress_matrix(nodes: tuple[NodeEntry, ...], now: float) -> str:
         down_nodes += node_down
         rows.append(f"<tr{_stale(node)}>{''.join(cells)}</tr>")
     # Long host names break after dots and slashes rather than mid-word.
+    mirrors = mirror_of or {}
     head = "".join(
-        f"<th>{t.replace('.', '.<wbr>').replace('/', '/<wbr>')}</th>" for t in targets.values()
+        f"<th>{t.replace('.', '.<wbr>').replace('/', '/<wbr>')}{_mirror_tag(mirrors.get(k))}</th>"
+        for k, t in targets.items()
     )
     summary = (
         f"{down_cells} node×target pairs down on {down_nodes} of {len(nodes)} nodes"

@@ -14,6 +14,7 @@ from collector.plan import PlanIndex
 from collector.rules import PHASE_REQUIREMENTS
 from collector.rules.model import Verdict
 from collector.state import StateSnapshot
+from preflight.mirrors import Mirror
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class CollectorView:
     @property
     def unusable_names(self) -> frozenset[str]:
         return frozenset(name for name, _ in self.unusable)
+    # Profile targets probed at a mirror (collector setting `mirrors`), in profile order.
+    mirrors: tuple[Mirror, ...] = ()
+
+    @property
+    def mirror_of(self) -> dict[str, str]:
+        """Target name → its mirror's host:port, for the outputs that show targets."""
+        return {m.target: m.address for m in self.mirrors}
 
     @property
     def kubernetes_nodes(self) -> tuple[tuple[str, bool], ...]:

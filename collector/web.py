@@ -105,11 +105,17 @@ def node_summary(node: NodeEntry, now: float, plans: PlanIndex | None = None) ->
     }
 
 
-def target_json(e: pb.EgressResult, last_success: float | None) -> dict[str, Any]:
-    """One egress result with lower-case enum names, as operators read them."""
+def target_json(
+    e: pb.EgressResult, last_success: float | None, mirror: str | None = None
+) -> dict[str, Any]:
+    """One egress result with lower-case enum names, as operators read them.
+
+    `mirror` is the host:port the target is probed at instead (collector setting mirrors).
+    """
     up = e.outcome == pb.OUTCOME_UP
     return {
         "target": e.target,
+        "mirror": mirror,
         "up": up,
         "reason": "" if up else REASONS.name(e.reason),
         "failed_phase": "" if up else PHASES.name(e.failed_phase),
@@ -140,6 +146,7 @@ def _metrics_key(data: CollectorView) -> object:
         data.judged_at,
         data.judging_errors,
         data.faults.counts(),
+        data.mirrors,
     )
 
 
@@ -159,19 +166,33 @@ def node_fragment(data: CollectorView, node: NodeEntry, detail: bool = False) ->
     if marked is not None:
         return _dumps(unusable_json(node, marked))
     now = data.state.taken_at
-    build = node_detail if detail else node_summary
+
+    def build() -> dict[str, Any]:
+        if detail:
+            return node_detail(node, now, data.plans, data.mirror_of)
+        return node_summary(node, now, data.plans)
+
     return data.faults.guard(
         "json",
         node.name,
-        lambda: _dumps(build(node, now, data.plans)),
+        lambda: _dumps(build()),
         lambda reason: _dumps(unusable_json(node, reason)),
     )
 
 
-def node_detail(node: NodeEntry, now: float, plans: PlanIndex | None = None) -> dict[str, Any]:
+def node_detail(
+    node: NodeEntry,
+    now: float,
+    plans: PlanIndex | None = None,
+    mirror_of: dict[str, str] | None = None,
+) -> dict[str, Any]:
     detail = node_summary(node, now, plans)
     last_success = dict(node.last_success)
-    detail["targets"] = [target_json(e, last_success.get(e.target)) for e in node.report.egress]
+    mirrors = mirror_of or {}
+    detail["targets"] = [
+        target_json(e, last_success.get(e.target), mirrors.get(e.target))
+        for e in node.report.egress
+    ]
     detail["report"] = json_format.MessageToDict(
         node.report, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
@@ -244,6 +265,10 @@ class WebApp:
                 },
                 "ready": dict(data.ready),
                 "verdicts": [verdict_json(v) for v in data.verdicts],
+                "mirrors": [
+                    {"target": m.target, "origin": m.origin, "mirror": m.address}
+                    for m in data.mirrors
+                ],
             }
         )
 

@@ -2,10 +2,10 @@
 
 Run:ai 2.9+ runs its own services on nodes labelled `node-role.kubernetes.io/runai-system`
 (profile: the label, how many, and cores / memory / root disk each). Without any labelled
-node Run:ai schedules its services anywhere: every node then counts as a system node, and the verdict
-says so (warn). Sizes come from the node's agent where one reports (what the machine has),
-else from the node's Kubernetes capacity; the root disk from the agent's root filesystem,
-else from the kubelet's ephemeral-storage capacity.
+node Run:ai schedules its services anywhere: every node then counts as a system node, and
+the verdict says so (warn). Sizes come from the node's agent where one reports (what the
+machine has), else from the node's Kubernetes capacity; the root disk from the agent's root
+filesystem, else from the kubelet's ephemeral-storage capacity.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ so equal inputs give byte-equal plans and equal content versions.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
+from preflight.mirrors import Mirror
 from preflight.profile import Profile
 from preflight.v1 import report_pb2 as pb
 
@@ -32,20 +34,30 @@ def content_version(plan: pb.ProbePlan) -> str:
 CLUSTER_DOMAIN_TARGET = "cluster-domain"
 
 
-def plan_from_profile(profile: Profile, *, system: bool, cluster_domain: str = "") -> pb.ProbePlan:
+def plan_from_profile(
+    profile: Profile,
+    *,
+    system: bool,
+    cluster_domain: str = "",
+    mirrors: Sequence[Mirror] = (),
+) -> pb.ProbePlan:
     """The plan of a node: every `all` target, the `system` ones only on system nodes.
 
     With a `cluster_domain` (a collector setting) system nodes also probe
     `https://<cluster domain>/`: the certificate it serves is what cluster_domain_tls judges.
+    A mirrored target (collector setting `mirrors`) is probed at its mirror's host and
+    port; everything else about it (name, path, expectations, scope) stays the profile's.
     """
     plan = pb.ProbePlan(profile=profile.name)
+    mirrored = {m.target: m for m in mirrors}
     for t in profile.egress.targets:
         if t.scope == "system" and not system:
             continue
+        mirror = mirrored.get(t.name)
         plan.egress_targets.add(
             name=t.name,
-            host=t.host,
-            port=t.port,
+            host=mirror.host if mirror else t.host,
+            port=mirror.port if mirror else t.port,
             path=t.path,
             phase=t.phase,
             expect_status=t.expect_status,

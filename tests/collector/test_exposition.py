@@ -24,6 +24,7 @@ from collector.plan import PlanIndex
 from collector.rules.model import Verdict
 from collector.state import ClusterState
 from collector.view import CollectorView
+from preflight.mirrors import Mirror
 from preflight.v1 import report_pb2 as pb
 from tests.support.builders import T0, egress_down, egress_up, hardware, mount, ts
 from tests.support.promql import PROMTOOL_MISSING
@@ -161,6 +162,7 @@ def golden_view() -> CollectorView:
         ready=(("install", False), ("runtime", True)),
         kube=kube,
         plans=PlanIndex(CURRENT_PLAN, CURRENT_PLAN),
+        mirrors=(Mirror("quay.io", "quay.io:443", "registry.corp", 5000),),
     )
 
 

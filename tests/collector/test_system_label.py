@@ -58,9 +58,7 @@ def test_the_profile_label_picks_the_plan_and_the_rule(
         n: [t.name for t in book.for_node(n).egress_targets]
         for n in ("runai-1", "infra-1", "worker-1")
     }
-    assert planned == {
-        n: ["registry", "control"] if n == system else ["registry"] for n in planned
-    }
+    assert planned == {n: ["registry", "control"] if n == system else ["registry"] for n in planned}
     entries = [entry(report(n, cores=16, memory=64 * GB)) for n in planned]
     judged = system_nodes_rule(dataclasses.replace(view(*entries, kube=kube), profile=profile))
     assert judged.status == "pass", judged.reason
