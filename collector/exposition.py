@@ -19,6 +19,7 @@ every family contiguous, labels sorted by name, values formatted like Go.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from collector.kube.platform_view import PlatformView
 from collector.rules.model import STATUSES
 from collector.state import NodeEntry
 from collector.view import CollectorView
@@ -36,6 +38,20 @@ from preflight.enums import MOUNT_STATES, PHASES, REASONS, WRITE_CHECKS
 from preflight.v1 import report_pb2 as pb
 
 ISSUER_LABEL_MAX = 64
+# ClusterPolicy status.state values (NVIDIA/gpu-operator api/nvidia/v1 State); any other
+# value is "other", none yet "unreconciled", no ClusterPolicy at all "absent".
+_POLICY_STATES = frozenset({"ready", "notReady", "ignored", "disabled"})
+_VERSION_SOURCES = frozenset(
+    {
+        "app.kubernetes.io/version",
+        "helm.sh/chart",
+        "image tag",
+        "clusterpolicy app.kubernetes.io/version",
+    }
+)
+# A version label, not free text: v25.10.0, 25.10.0-rc.1, 23.9.2+build (at most 40 chars).
+VERSION_LABEL_MAX = 40
+_VERSION_LABEL = re.compile(r"^(v?\d+(\.\d+){0,3}([-+][0-9A-Za-z.-]{1,24})?)?$")
 
 
 # eq=False: a family is its own identity (fast dict keys, one object per family).
@@ -168,6 +184,30 @@ NODE_INFO = _g(
     ("node", "kernel", "os", "arch", "agent_version"),
     True,
 )
+NODE_CLOCK_SYNCHRONISED = _g(
+    "preflight_node_clock_synchronised",
+    "1 when the node's kernel reports its clock NTP-synchronised (adjtimex).",
+    ("node",),
+    True,
+)
+NODE_CLOCK_ESTIMATED_ERROR = _g(
+    "preflight_node_clock_estimated_error_seconds",
+    "The kernel's estimated clock error (adjtimex esterror).",
+    ("node",),
+    True,
+)
+NODE_CLOCK_MAX_ERROR = _g(
+    "preflight_node_clock_max_error_seconds",
+    "The kernel's maximum clock error (adjtimex maxerror).",
+    ("node",),
+    True,
+)
+GPU_OPERATOR_INFO = _g(
+    "preflight_gpu_operator_info",
+    "The NVIDIA GPU Operator found: its version and ClusterPolicy state.",
+    ("version", "version_source", "state"),
+    False,
+)
 MOUNT_UP = _g("preflight_mount_up", "1 when a filesystem is mounted at the path.", _NP, True)
 MOUNT_WRITABLE = _g("preflight_mount_writable", "1 when the write round-trip succeeded.", _NP, True)
 MOUNT_STUCK = _g("preflight_mount_stuck", "1 while a call on the path is blocked.", _NP, True)
@@ -254,6 +294,10 @@ FAMILIES: tuple[Family, ...] = (
     NODE_MEMORY,
     NODE_GPUS,
     NODE_INFO,
+    NODE_CLOCK_SYNCHRONISED,
+    NODE_CLOCK_ESTIMATED_ERROR,
+    NODE_CLOCK_MAX_ERROR,
+    GPU_OPERATOR_INFO,
     MOUNT_UP,
     MOUNT_WRITABLE,
     MOUNT_STUCK,
@@ -359,6 +403,11 @@ def node_samples(
         (name, hw.kernel_release, hw.os_release, hw.architecture, report.agent_version),
         1.0,
     )
+    if report.HasField("clock") and report.clock.available:
+        clock = report.clock
+        yield NODE_CLOCK_SYNCHRONISED, (name,), 1.0 if clock.synchronised else 0.0
+        yield NODE_CLOCK_ESTIMATED_ERROR, (name,), clock.estimated_error_seconds
+        yield NODE_CLOCK_MAX_ERROR, (name,), clock.maximum_error_seconds
     for m in report.mounts:
         key = (name, m.path)
         state = MOUNT_STATES.name(m.state)
@@ -386,6 +435,34 @@ def _capacity_samples(name: str, report: pb.NodeReport) -> Iterator[Sample]:
         seen.add(key)
         yield FS_CAPACITY, (name, *key), float(fs.capacity_bytes)
         yield FS_FREE, (name, *key), float(fs.free_bytes)
+
+
+def gpu_operator_labels(platform: PlatformView | None) -> tuple[str, str, str] | None:
+    """(version, version_source, state) of the GPU Operator; None when none is installed.
+
+    Both values come from the cluster, not from us: the version is kept only when it looks
+    like one, the state is folded into ClusterPolicy's closed set, so one series at most.
+    """
+    if platform is None:
+        return None
+    policies = platform.cluster_policies if platform.cluster_policy.ok else ()
+    deployment = platform.operator_deployment if platform.operator.ok else None
+    if not policies and deployment is None:
+        return None
+    version, source = "", ""
+    if deployment is not None and deployment.version:
+        version, source = deployment.version, deployment.version_source
+    elif policies and policies[0].version:
+        version, source = policies[0].version, "clusterpolicy app.kubernetes.io/version"
+    if len(version) > VERSION_LABEL_MAX or not _VERSION_LABEL.match(version):
+        version, source = "", ""
+    source = source if source in _VERSION_SOURCES else ""
+    if not policies:
+        state = "absent"
+    else:
+        raw = policies[0].state
+        state = raw if raw in _POLICY_STATES else ("unreconciled" if not raw else "other")
+    return version, source, state
 
 
 def node_cert_expiries(node: NodeEntry) -> dict[str, float]:
@@ -419,6 +496,9 @@ def cluster_samples(view: CollectorView, expiries: Iterable[dict[str, float]]) -
         yield EGRESS_NOT_AFTER, (target,), expiry
     for m in view.mirrors:
         yield EGRESS_MIRROR, (m.target, m.origin, m.address), 1.0
+    operator = gpu_operator_labels(view.kube.platform) if view.kube.available else None
+    if operator is not None:
+        yield GPU_OPERATOR_INFO, operator, 1.0
     for surface, count in view.faults.counts():
         yield NODE_DATA_ERRORS, (surface,), float(count)
     yield JUDGING_ERRORS, (), float(view.judging_errors)

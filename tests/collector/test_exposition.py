@@ -19,6 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.config import LimitsConfig
 from collector.exposition import FAMILIES, Exposition, issuer_cn, render, render_with_client
+from collector.kube.platform_view import (
+    OK,
+    ClusterPolicyInfo,
+    OperatorDeploymentInfo,
+    PlatformView,
+)
 from collector.kube.view import KubeNode, KubeView
 from collector.plan import PlanIndex
 from collector.rules.model import Verdict
@@ -52,6 +58,13 @@ def golden_view() -> CollectorView:
             egress_up("quay.io", not_after=T0 + 30 * 86400),
         ],
         mounts=[mount("/mnt/shared", pb.MOUNT_STATE_MOUNTED, pb.WRITE_CHECK_OK, 2)],
+        clock=pb.ClockFacts(
+            available=True,
+            synchronised=True,
+            state="ok",
+            estimated_error_seconds=0.000125,
+            maximum_error_seconds=0.0215,
+        ),
     )
     # Capacity facts (issue 14): filesystems by role, GPUs with model, memory and MIG.
     gpu1.hardware.filesystems.add(
@@ -99,6 +112,14 @@ def golden_view() -> CollectorView:
             mount("/mnt/shared", pb.MOUNT_STATE_STUCK, pb.WRITE_CHECK_FAILED, 0),
             mount("/mnt/scratch", pb.MOUNT_STATE_MISSING, pb.WRITE_CHECK_NOT_EXPECTED, 0),
         ],
+        # NTP lost: the kernel's maximum error grows by 500 ppm (16 s here).
+        clock=pb.ClockFacts(
+            available=True,
+            synchronised=False,
+            state="error",
+            estimated_error_seconds=16.0,
+            maximum_error_seconds=16.0,
+        ),
     )
     cpu3 = pb.NodeReport(
         node_name="cpu-node-3",
@@ -148,6 +169,20 @@ def golden_view() -> CollectorView:
         ),
         error=None,
         fetched_at=T0,
+        platform=PlatformView(
+            cluster_policy=OK,
+            cluster_policies=(ClusterPolicyInfo("cluster-policy", "ready", "gpu-operator", ""),),
+            operator=OK,
+            operator_deployment=OperatorDeploymentInfo(
+                namespace="gpu-operator",
+                name="gpu-operator",
+                version="v25.10.0",
+                version_source="app.kubernetes.io/version",
+                image="nvcr.io/nvidia/gpu-operator:v25.10.0",
+                ready_replicas=1,
+                replicas=1,
+            ),
+        ),
     )
     verdicts = (
         Verdict("kubernetes_version", "pass", "Kubernetes 1.17.4"),
