@@ -229,6 +229,7 @@ class CollectorService:
                 now=now,
                 kube=kube,
                 cluster_domain=self.config.cluster_domain,
+                mirror_of=tuple((m.target, m.address) for m in self.plans.mirrors),
             )
             # ~80 ms at 10,000 nodes: off the event loop, so gRPC ingest never waits on it.
             self._verdicts, self._unusable = await asyncio.to_thread(self._judge, view)

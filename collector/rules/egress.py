@@ -23,6 +23,12 @@ def evaluate_phase(view: ClusterView, requirement: str, phase: str) -> Verdict:
         return Verdict(
             requirement, "unknown", "no agent has reported recently", targets=tuple(targets)
         )
+    # A mirrored target is named with its mirror: the address that failed is the mirror's.
+    mirrors = dict(view.mirror_of)
+
+    def shown(target: str) -> str:
+        return f"{target} (mirror {mirrors[target]})" if target in mirrors else target
+
     failures: list[str] = []
     failing_nodes: set[str] = set()
     failing_targets: set[str] = set()
@@ -33,9 +39,9 @@ def evaluate_phase(view: ClusterView, requirement: str, phase: str) -> Verdict:
         for target in targets if system is None or node.name in system else everywhere:
             result = results.get(target)
             if result is None:
-                failures.append(f"{node.name} → {target}: not probed")
+                failures.append(f"{node.name} → {shown(target)}: not probed")
             elif result.outcome != pb.OUTCOME_UP:
-                failures.append(f"{node.name} → {target}: {REASONS.name(result.reason)}")
+                failures.append(f"{node.name} → {shown(target)}: {REASONS.name(result.reason)}")
             else:
                 if result.certificate.trusted_by_extra_ca:
                     intercepted.setdefault(result.certificate.issuer, set()).add(target)
@@ -63,10 +69,12 @@ def evaluate_phase(view: ClusterView, requirement: str, phase: str) -> Verdict:
             nodes=tuple(sorted(intercepted_nodes)),
             targets=tuple(sorted(set().union(*intercepted.values()))),
         )
+    mirrored = [shown(t) for t in targets if t in mirrors]
     return Verdict(
         requirement,
         "pass",
         f"every node reaches every {phase} target "
-        f"({count(len(nodes), 'node')} × {count(len(targets), 'target')})",
+        f"({count(len(nodes), 'node')} × {count(len(targets), 'target')})"
+        + (f"; mirrored: {', '.join(mirrored)}" if mirrored else ""),
         targets=tuple(targets),
     )

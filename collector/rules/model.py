@@ -39,6 +39,8 @@ class ClusterView:
     kube: KubeView = STANDALONE
     # The collector's `cluster_domain` setting ("" = not configured).
     cluster_domain: str = ""
+    # Target name → host:port of its mirror (collector setting `mirrors`), for reasons.
+    mirror_of: tuple[tuple[str, str], ...] = ()
 
     @cached_property
     def entries(self) -> dict[str, NodeEntry]:

@@ -4,6 +4,7 @@ file named); shown as mirrored in /metrics, the JSON API and the status page."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from collector.config import (
 )
 from collector.kube.view import KubeView
 from collector.plan import PlanBook
+from collector.rules.egress_install import evaluate as egress_install
 from collector.service import CollectorService
 from collector.state import ClusterState
 from collector.statuspage import render_status_page
@@ -31,7 +33,7 @@ from preflight.mirrors import Mirror, resolve_mirrors, split_mirror
 from preflight.plan import plan_from_profile
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
-from tests.support.builders import egress_up
+from tests.support.builders import egress_up, entry, report, view
 from tests.support.profiles import local_target, write_profile
 
 BIN = Path(sys.executable).parent
@@ -184,3 +186,21 @@ def test_a_reloaded_profile_without_a_mirrored_target_is_refused(
     assert service.plans.for_node("n").version == plan.version
     assert service.plans.mirrors == service.current_view().mirrors
     service.authenticator.close()
+
+
+def test_egress_reasons_name_the_mirror_that_was_probed() -> None:
+    base = view(
+        entry(report("node-1", down={"quay.io": "tls_hostname_mismatch"})),
+        entry(report("node-2")),
+    )
+    mirrored = dataclasses.replace(base, mirror_of=(("quay.io", "quay.corp:8443"),))
+    judged = egress_install(mirrored)
+    assert judged.status == "fail"
+    assert "node-1 → quay.io (mirror quay.corp:8443): tls_hostname_mismatch" in judged.reason
+    assert judged.targets == ("quay.io",)  # the name stays the profile's
+    assert "mirror" not in egress_install(base).reason
+    healthy = dataclasses.replace(
+        view(entry(report("node-1"))), mirror_of=(("quay.io", "quay.corp:8443"),)
+    )
+    passed = egress_install(healthy)
+    assert passed.status == "pass" and "mirrored: quay.io (mirror quay.corp:8443)" in passed.reason

@@ -174,19 +174,19 @@ class Cluster:
             return out.decode()
         return json.loads(out) if path.startswith("/api/") else out.decode()
 
-    def verdict(self) -> dict[str, Any]:
+    def verdict(self, requirement: str) -> dict[str, Any]:
         verdicts = self.get("/api/v1/verdicts")["verdicts"]
-        found: dict[str, Any] = next(
-            v for v in verdicts if v["requirement"] == "cluster_domain_tls"
-        )
+        found: dict[str, Any] = next(v for v in verdicts if v["requirement"] == requirement)
         return found
 
-    def wait_verdict(self, status: str, words: str) -> dict[str, Any]:
+    def wait_verdict(
+        self, status: str, words: str, requirement: str = "cluster_domain_tls"
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + WAIT
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
             try:
-                last = self.verdict()
+                last = self.verdict(requirement)
             except (RuntimeError, StopIteration, ValueError):
                 last = {}
             if last.get("status") == status and words in last.get("reason", ""):
@@ -276,6 +276,13 @@ def test_mirrors_are_probed_with_registry_semantics_and_shown_as_mirrored(
         assert info == 1.0
     api = cluster.get("/api/v1/verdicts")
     assert [m["target"] for m in api["mirrors"]] == ["registry-a", "registry-b"]
+    # Judged once both probes are in (the collector re-judges every second).
+    install = cluster.wait_verdict(
+        "fail",
+        f"system-1 → registry-b (mirror {MIRROR_HOST}:5002): http_unexpected_status",
+        "egress_install",
+    )
+    assert install["targets"] == ["registry-b"], install
     targets = {t["target"]: t for t in cluster.get("/api/v1/nodes/system-1")["targets"]}
     assert targets["registry-a"]["mirror"] == f"{MIRROR_HOST}:5001"
     assert targets["registry-a"]["http_status"] == 401
