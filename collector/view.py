@@ -34,12 +34,12 @@ class CollectorView:
     judged_at: float = 0.0
     judging_errors: int = 0
     faults: FaultLog = field(default_factory=FaultLog)
+    # Profile targets probed at a mirror (collector setting `mirrors`), in profile order.
+    mirrors: tuple[Mirror, ...] = ()
 
     @property
     def unusable_names(self) -> frozenset[str]:
         return frozenset(name for name, _ in self.unusable)
-    # Profile targets probed at a mirror (collector setting `mirrors`), in profile order.
-    mirrors: tuple[Mirror, ...] = ()
 
     @property
     def mirror_of(self) -> dict[str, str]:
