@@ -51,10 +51,10 @@ from collector.exposition import (
     node_cert_expiries,
     node_samples,
 )
-from collector.rules.model import ClusterView
+from collector.published import Published
+from collector.rules.model import Evidence
 from collector.service import CollectorService
 from collector.state import ClusterState, NodeEntry
-from collector.view import CollectorView
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
 
@@ -164,7 +164,7 @@ class NaiveGauges:
             self.gauges[family].remove(*values)
         self.owned[entry.name] = now_owned
 
-    def render(self, view: CollectorView) -> bytes:
+    def render(self, view: Published) -> bytes:
         now_owned = set()
         expiries = [node_cert_expiries(n) for n in view.state.nodes]
         for family, values, value in cluster_samples(view, expiries):
@@ -199,7 +199,7 @@ def bench_render(n: int, repeat: int) -> dict[str, Any]:
     state = service.state
     fill(state, n, 1, rng)
     now = time.time()
-    judged = ClusterView(state=state.snapshot(now), profile=service.profile, now=now)
+    judged = Evidence(state=state.snapshot(now), profile=service.profile, now=now)
     judge_s, _ = timed(lambda: service._judge(judged), 1)  # rules: a worker thread, 1/s
     view_s, view = timed(service.web.provide, 1)  # per scrape, on the loop: a snapshot
 

@@ -41,8 +41,8 @@ from bench_exposition import make_report
 
 from collector.config import LimitsConfig
 from collector.rules import agent_coverage
-from collector.rules.model import ClusterView
-from collector.state import NodeEntry, StateSnapshot
+from collector.rules.model import Evidence
+from collector.state import AgentReports, NodeEntry
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
 
@@ -282,7 +282,7 @@ def part_coverage() -> None:
             )
             for i in range(n)
         )
-        state = StateSnapshot(
+        state = AgentReports(
             taken_at=1000.0,
             nodes=nodes,
             stale_after_seconds=90,
@@ -293,7 +293,7 @@ def part_coverage() -> None:
         )
         times = []
         for _ in range(5):
-            view = ClusterView(state=state, profile=profile, now=1000.0)
+            view = Evidence(state=state, profile=profile, now=1000.0)
             started = time.perf_counter()
             agent_coverage.evaluate(view)
             times.append(time.perf_counter() - started)

@@ -16,14 +16,14 @@ import dataclasses
 import statistics
 import time
 
-from collector.kube.view import KubeView
+from collector.kube.facts import KubeFacts
 from collector.rules import evaluate_all
 from preflight.profile import load_profile, shipped_profiles
 from tests.collector.test_rules_runai import GFD, healthy_platform, node, system
 from tests.support.builders import NOW, entry, report, view
 
 
-def cluster(size: int) -> tuple[KubeView, list[object]]:
+def cluster(size: int) -> tuple[KubeFacts, list[object]]:
     nodes = [system(f"sys-{i}") for i in range(3)]
     for i in range(size - 3):
         if i % 10 == 0:
@@ -33,7 +33,7 @@ def cluster(size: int) -> tuple[KubeView, list[object]]:
         else:
             nodes.append(node(f"cpu-{i:05d}"))
     entries = [entry(report(n.name, pci=n.capacity_gpus, driver=n.capacity_gpus)) for n in nodes]
-    kube = KubeView(
+    kube = KubeFacts(
         server_version="v1.34.2",
         nodes=tuple(nodes),
         error=None,

@@ -1,4 +1,4 @@
-"""Prometheus exposition: text rendered from one immutable CollectorView, cached per node.
+"""Prometheus exposition: text rendered from one immutable Published, cached per node.
 
 Every series is derived in one place (`node_samples`, `cluster_samples`) and written
 two ways that must agree byte for byte (a test checks it):
@@ -30,10 +30,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from collector.kube.platform_view import PlatformView
+from collector.kube.platform_facts import PlatformFacts
+from collector.published import Published
 from collector.rules.model import STATUSES
 from collector.state import NodeEntry
-from collector.view import CollectorView
 from preflight.enums import MOUNT_STATES, PHASES, REASONS, WRITE_CHECKS
 from preflight.v1 import report_pb2 as pb
 
@@ -437,7 +437,7 @@ def _capacity_samples(name: str, report: pb.NodeReport) -> Iterator[Sample]:
         yield FS_FREE, (name, *key), float(fs.free_bytes)
 
 
-def gpu_operator_labels(platform: PlatformView | None) -> tuple[str, str, str] | None:
+def gpu_operator_labels(platform: PlatformFacts | None) -> tuple[str, str, str] | None:
     """(version, version_source, state) of the GPU Operator; None when none is installed.
 
     Both values come from the cluster, not from us: the version is kept only when it looks
@@ -475,7 +475,7 @@ def node_cert_expiries(node: NodeEntry) -> dict[str, float]:
     return earliest
 
 
-def cluster_samples(view: CollectorView, expiries: Iterable[dict[str, float]]) -> Iterator[Sample]:
+def cluster_samples(view: Published, expiries: Iterable[dict[str, float]]) -> Iterator[Sample]:
     """The cluster-wide series; `expiries` are node_cert_expiries of every node."""
     for verdict in view.verdicts:
         for s in STATUSES:
@@ -506,7 +506,7 @@ def cluster_samples(view: CollectorView, expiries: Iterable[dict[str, float]]) -
 
 
 def guarded_node_samples(
-    view: CollectorView, node: NodeEntry, allocatable_gpus: int | None
+    view: Published, node: NodeEntry, allocatable_gpus: int | None
 ) -> tuple[list[Sample], dict[str, float]]:
     """(samples, certificate expiries) of one node, or its unusable samples when that raises."""
     if node.name in view.unusable_names:
@@ -570,7 +570,7 @@ class _NodeText:
 
 
 def _render_node(
-    view: CollectorView, node: NodeEntry, allocatable_gpus: int | None, plan: str | None
+    view: Published, node: NodeEntry, allocatable_gpus: int | None, plan: str | None
 ) -> _NodeText:
     def text(samples: list[Sample]) -> tuple[bytes, ...]:
         parts: list[list[str]] = [[] for _ in _NODE_FAMILIES]
@@ -609,7 +609,7 @@ class Exposition:
         self.hits = 0
         self.misses = 0
 
-    def render(self, view: CollectorView) -> bytes:
+    def render(self, view: Published) -> bytes:
         """The text exposition of `view`; CPU-bound, call it from a worker thread."""
         allocatable = dict(view.allocatable_gpus)
         previous = self._nodes
@@ -647,7 +647,7 @@ class Exposition:
 _default = Exposition()
 
 
-def render(view: CollectorView) -> bytes:
+def render(view: Published) -> bytes:
     """The text exposition of `view`, through a process-wide node cache.
 
     Kept for callers that hold no Exposition of their own; a collector should own one
@@ -662,7 +662,7 @@ def render(view: CollectorView) -> bytes:
 class SnapshotCollector(Collector):
     """The same series as a prometheus_client collector (e.g. to add to a registry)."""
 
-    def __init__(self, data: CollectorView) -> None:
+    def __init__(self, data: Published) -> None:
         self.data = data
 
     def collect(self) -> Iterator[Metric]:
@@ -684,7 +684,7 @@ class SnapshotCollector(Collector):
         yield from families.values()
 
 
-def render_with_client(data: CollectorView) -> bytes:
+def render_with_client(data: Published) -> bytes:
     """SnapshotCollector through prometheus_client's generate_latest (the reference)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(data))

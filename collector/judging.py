@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from collector.isolation import FaultLog, describe
 from collector.rules import RULES, Rule
-from collector.rules.model import ClusterView, Verdict
+from collector.rules.model import Evidence, Verdict
 from collector.state import NodeEntry
 
 
@@ -25,16 +25,16 @@ class Judgement:
     unusable: tuple[tuple[str, str], ...] = ()
 
 
-def _without(view: ClusterView, names: set[str] | frozenset[str]) -> ClusterView:
+def _without(view: Evidence, names: set[str] | frozenset[str]) -> Evidence:
     nodes = tuple(n for n in view.state.nodes if n.name not in names)
     return dataclasses.replace(view, state=dataclasses.replace(view.state, nodes=nodes))
 
 
-def _only(view: ClusterView, node: NodeEntry) -> ClusterView:
+def _only(view: Evidence, node: NodeEntry) -> Evidence:
     return dataclasses.replace(view, state=dataclasses.replace(view.state, nodes=(node,)))
 
 
-def _culprits(rule: Rule, view: ClusterView) -> dict[str, str]:
+def _culprits(rule: Rule, view: Evidence) -> dict[str, str]:
     found: dict[str, str] = {}
     for node in view.state.nodes:
         try:
@@ -44,7 +44,7 @@ def _culprits(rule: Rule, view: ClusterView) -> dict[str, str]:
     return found
 
 
-def evaluate_isolated(view: ClusterView, faults: FaultLog) -> Judgement:
+def evaluate_isolated(view: Evidence, faults: FaultLog) -> Judgement:
     unusable: dict[str, str] = {}
     verdicts: list[Verdict] = []
     current = view
@@ -74,7 +74,7 @@ def evaluate_isolated(view: ClusterView, faults: FaultLog) -> Judgement:
     return Judgement(tuple(verdicts), tuple(sorted(unusable.items())))
 
 
-def _safe(rule: Rule, view: ClusterView, requirement: str, faults: FaultLog) -> Verdict:
+def _safe(rule: Rule, view: Evidence, requirement: str, faults: FaultLog) -> Verdict:
     try:
         return rule(view)
     except Exception as error:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from collector.kube.view import KubeNode, KubeView
+from collector.kube.facts import KubeFacts, KubeNode
 from preflight.mirrors import Mirror, resolve_mirrors
 from preflight.plan import plan_from_profile
 from preflight.profile import Profile
@@ -20,13 +20,13 @@ from preflight.profile_sections import DEFAULT_SYSTEM_LABEL, SYSTEM_LABEL_PREFIX
 from preflight.v1 import report_pb2 as pb
 
 
-def labelled_nodes(kube: KubeView, label: str = DEFAULT_SYSTEM_LABEL) -> list[KubeNode]:
+def labelled_nodes(kube: KubeFacts, label: str = DEFAULT_SYSTEM_LABEL) -> list[KubeNode]:
     """The nodes carrying the system-node `label` (a node-role label), in API order."""
     role = label.removeprefix(SYSTEM_LABEL_PREFIX)
     return [n for n in kube.nodes if role in n.roles]
 
 
-def system_nodes(kube: KubeView, label: str = DEFAULT_SYSTEM_LABEL) -> frozenset[str] | None:
+def system_nodes(kube: KubeFacts, label: str = DEFAULT_SYSTEM_LABEL) -> frozenset[str] | None:
     """Names of the labelled system nodes; None when every node counts as one."""
     if not kube.available:
         return None
@@ -57,7 +57,7 @@ class PlanBook:
     def __init__(
         self,
         profile: Profile,
-        kube: Callable[[], KubeView],
+        kube: Callable[[], KubeFacts],
         cluster_domain: str = "",
         mirrors: Mapping[str, str] | None = None,
     ) -> None:
@@ -65,7 +65,7 @@ class PlanBook:
         self._cluster_domain = cluster_domain
         self._mirror_config = dict(mirrors or {})
         self.mirrors: tuple[Mirror, ...] = ()
-        self._seen: KubeView | None = None
+        self._seen: KubeFacts | None = None
         self._labelled: frozenset[str] | None = None
         self.set_profile(profile)
 

@@ -20,15 +20,15 @@ from collector.ingest import ReportServicer, start_grpc_server
 from collector.isolation import FaultLog
 from collector.judging import evaluate_isolated
 from collector.kube.platform import read_platform
-from collector.kube.platform_view import PlatformView
+from collector.kube.platform_facts import PlatformFacts
 from collector.kube.watcher import KubeWatcher
 from collector.plan import PlanBook
+from collector.published import Published
 from collector.rules import PLATFORM_REQUIREMENTS, cluster_ready
 from collector.rules.hysteresis import HysteresisTracker
-from collector.rules.model import ClusterView, Verdict
+from collector.rules.model import Evidence, Verdict
 from collector.state import ClusterState
 from collector.tls import CertificateSource
-from collector.view import CollectorView
 from collector.web import BODY_LINGER_SECONDS, HEADER_TIMEOUT_SECONDS, WebApp
 from preflight.configfile import ConfigError
 from preflight.mirrors import resolve_mirrors
@@ -134,11 +134,11 @@ class CollectorService:
             return False
         return time.time() - self._judged_at <= self.verdicts_stale_after
 
-    def current_view(self) -> CollectorView:
+    def current_view(self) -> Published:
         """A fresh snapshot with the latest verdicts (at most one evaluation interval old)."""
         snapshot = self.state.snapshot(time.time())
         phases = self.profile.phase_requirements()
-        return CollectorView(
+        return Published(
             state=snapshot,
             verdicts=self._verdicts,
             ready=tuple(cluster_ready(list(self._verdicts), phases).items()),
@@ -153,7 +153,7 @@ class CollectorService:
             mirrors=self.plans.mirrors,
         )
 
-    def _read_platform(self, api: object, request_timeout: float) -> PlatformView | None:
+    def _read_platform(self, api: object, request_timeout: float) -> PlatformFacts | None:
         """The cluster add-ons, read only while the profile judges one of them (blocking)."""
         if not PLATFORM_REQUIREMENTS & set(self.profile.requirement_phases()):
             return None
@@ -202,7 +202,7 @@ class CollectorService:
         self._profile_generation += 1
         self.plans.set_profile(profile)
 
-    def _judge(self, view: ClusterView) -> tuple[tuple[Verdict, ...], tuple[tuple[str, str], ...]]:
+    def _judge(self, view: Evidence) -> tuple[tuple[Verdict, ...], tuple[tuple[str, str], ...]]:
         # Pure rules over immutable data, plus hysteresis that only this path touches.
         judgement = evaluate_isolated(view, self.faults)
         verdicts = tuple(self.hysteresis.observe(list(judgement.verdicts), view.now))
@@ -223,7 +223,7 @@ class CollectorService:
             int(now // self.config.heartbeat_interval),
         )
         if key != self._observed:
-            view = ClusterView(
+            view = Evidence(
                 state=snapshot,
                 profile=self.profile,
                 now=now,

@@ -15,7 +15,7 @@ from collector.config import LimitsConfig
 from collector.validation import Rejected, validate
 from preflight.v1 import report_pb2 as pb
 
-__all__ = ["REJECTION_REASONS", "ClusterState", "NodeEntry", "Rejected", "StateSnapshot"]
+__all__ = ["REJECTION_REASONS", "AgentReports", "ClusterState", "NodeEntry", "Rejected"]
 
 # The one closed set of reasons a report is refused for (the `reason` label).
 REJECTION_REASONS = (
@@ -59,7 +59,7 @@ class NodeEntry:
 
 
 @dataclass(frozen=True)
-class StateSnapshot:
+class AgentReports:
     """An immutable view of every known node at one instant."""
 
     taken_at: float
@@ -172,7 +172,7 @@ class ClusterState:
             self._bytes -= self._sizes.pop(name, 0)
             self.version += 1
 
-    def snapshot(self, now: float) -> StateSnapshot:
+    def snapshot(self, now: float) -> AgentReports:
         for name in [n for n, e in self._nodes.items() if now - e.received_at > self.forget_after]:
             self.forget(name)
         # Built field by field: dataclasses.replace is ~1.5x slower, and this runs per scrape.
@@ -188,7 +188,7 @@ class ClusterState:
             )
             for e in sorted(self._nodes.values(), key=lambda e: e.name)
         )
-        return StateSnapshot(
+        return AgentReports(
             taken_at=now,
             nodes=nodes,
             stale_after_seconds=self.stale_after_seconds,

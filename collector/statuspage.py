@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from collector.capacity import gpu_capacity
-from collector.kube.view import KubeNode
+from collector.kube.facts import KubeNode
+from collector.published import Published
 from collector.rules.model import Verdict
 from collector.state import NodeEntry
-from collector.view import CollectorView
 from preflight.enums import MOUNT_STATES, PHASES, REASONS, WRITE_CHECKS
 from preflight.v1 import report_pb2 as pb
 
@@ -135,7 +135,7 @@ Section = Callable[[tuple[NodeEntry, ...]], str]
 
 
 def _per_node_sections(
-    data: CollectorView, sections: list[Section]
+    data: Published, sections: list[Section]
 ) -> tuple[list[str], dict[str, str]]:
     """Every section over the usable nodes; a node whose data makes one raise is left out.
 
@@ -168,7 +168,7 @@ def _per_node_sections(
         unusable.update(culprits)
 
 
-def _unusable(data: CollectorView, unusable: dict[str, str]) -> str:
+def _unusable(data: Published, unusable: dict[str, str]) -> str:
     if not unusable:
         return ""
     rows = "".join(
@@ -186,7 +186,7 @@ def _unusable(data: CollectorView, unusable: dict[str, str]) -> str:
     )
 
 
-def render_status_page(data: CollectorView) -> str:
+def render_status_page(data: Published) -> str:
     """The whole page as one string; every agent-supplied value is escaped."""
     now = data.state.taken_at
     kube_nodes = {k.name: k for k in data.kube.nodes} if data.kube.available else {}
@@ -227,7 +227,7 @@ def render_status_page(data: CollectorView) -> str:
     return "".join(parts)
 
 
-def _header(data: CollectorView, missing: int) -> str:
+def _header(data: Published, missing: int) -> str:
     nodes = data.state.nodes
     stale = sum(1 for n in nodes if not n.up)
     counts = f"{len(nodes)} nodes reporting" if not stale else f"{len(nodes)} nodes, {stale} stale"
@@ -251,7 +251,7 @@ def _header(data: CollectorView, missing: int) -> str:
     )
 
 
-def _readiness(data: CollectorView) -> str:
+def _readiness(data: Published) -> str:
     by_id = {v.requirement: v for v in data.verdicts}
     rows = []
     for phase, ok in data.ready:
@@ -428,7 +428,7 @@ def _gpu_verdict(verdicts: tuple[Verdict, ...]) -> tuple[set[str], dict[str, str
 
 
 def _capacity(
-    data: CollectorView, kube_nodes: dict[str, KubeNode], without_agent: list[KubeNode]
+    data: Published, kube_nodes: dict[str, KubeNode], without_agent: list[KubeNode]
 ) -> str:
     kube_ok = data.kube.available
     total_cpu = 0.0
@@ -517,7 +517,7 @@ def _gib(value: int | None) -> str:
     return DASH if value is None else f"{value / GIB:,.0f}"
 
 
-def _gpu_capacity(data: CollectorView) -> str:
+def _gpu_capacity(data: Published) -> str:
     """GPU capacity per node and totals per model (collector.capacity computes, this draws)."""
     capacity = gpu_capacity(data.state.nodes)
     rows = []

@@ -13,15 +13,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from collector.exposition import render
 from collector.plan import PlanIndex
+from collector.published import Published
 from collector.rules.model import Verdict
 from collector.state import NodeEntry
 from collector.statuspage import render_status_page
-from collector.view import CollectorView
 from preflight.enums import PHASES, PLAN_SOURCES, REASONS
 from preflight.v1 import report_pb2 as pb
 
 # Returns the current exposition input (state snapshot + verdicts), computed on demand.
-ViewProvider = Callable[[], CollectorView]
+ViewProvider = Callable[[], Published]
 # A connection that has not finished its request headers by then is closed (aiohttp's
 # keep-alive timer also runs before the first request); so is an idle kept-alive one.
 HEADER_TIMEOUT_SECONDS = 10.0
@@ -130,7 +130,7 @@ def target_json(
     }
 
 
-def _metrics_key(data: CollectorView) -> object:
+def _metrics_key(data: Published) -> object:
     """Everything /metrics is rendered from; equal keys render equal bytes."""
     state = data.state
     return (
@@ -160,7 +160,7 @@ def unusable_json(node: NodeEntry, reason: str) -> dict[str, Any]:
     }
 
 
-def node_fragment(data: CollectorView, node: NodeEntry, detail: bool = False) -> str:
+def node_fragment(data: Published, node: NodeEntry, detail: bool = False) -> str:
     """One node's JSON text, isolated: if its data raises, it says so and the rest is served."""
     marked = dict(data.unusable).get(node.name)
     if marked is not None:
@@ -204,7 +204,7 @@ class WebApp:
         self,
         provide: ViewProvider,
         is_ready: Callable[[], bool],
-        render: Callable[[CollectorView], bytes] = render,
+        render: Callable[[Published], bytes] = render,
     ) -> None:
         self.provide = provide
         self.render = render

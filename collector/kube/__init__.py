@@ -2,6 +2,6 @@
 
 `adapter` (KubeSource: kubeconfig / in-cluster config, the reads, errors as text),
 `watcher` (KubeWatcher: polls in the background and keeps the last good view),
-`quantity` (resource quantities as the API writes them), `view` (KubeView, KubeNode:
+`quantity` (resource quantities as the API writes them), `view` (KubeFacts, KubeNode:
 the plain data every rule and output reads; nothing else imports kubernetes).
 """

@@ -1,8 +1,8 @@
-"""The Kubernetes adapter: reads the server version and the nodes into a `KubeView`.
+"""The Kubernetes adapter: reads the server version and the nodes into a `KubeFacts`.
 
 The only module of the collector that imports `kubernetes`. `KubeSource.read()` does one
 read (version + paginated node list) and never raises: an unreachable API, a 401/403, a
-timeout or an unreadable answer all become `KubeView(error=...)` with a one-line reason a
+timeout or an unreadable answer all become `KubeFacts(error=...)` with a one-line reason a
 person understands. `collector.kube.watcher.KubeWatcher` refreshes it periodically;
 quantities are parsed by `collector.kube.quantity`.
 
@@ -42,13 +42,13 @@ from kubernetes.config.config_exception import ConfigException
 
 from collector.config import KubernetesConfig
 from collector.kube.errors import one_line, status_message
-from collector.kube.platform_view import PlatformView
+from collector.kube.facts import KubeFacts, KubeNode
+from collector.kube.platform_facts import PlatformFacts
 from collector.kube.quantity import parse_count, parse_cpu, parse_memory
-from collector.kube.view import KubeNode, KubeView
 
 # Reads the cluster add-ons with the API client of a node read (collector.kube.platform);
 # None when there is nothing to read (the profile judges no add-on).
-PlatformReader = Callable[[Any, float], PlatformView | None]
+PlatformReader = Callable[[Any, float], PlatformFacts | None]
 
 __all__ = ["STANDALONE_ERROR", "KubeMode", "KubeSource"]
 
@@ -326,7 +326,7 @@ class KubeSource:
         self._clock = clock
         self._incluster: k8s_client.Configuration | None = None
         # A worker thread still blocked past its deadline; no second read starts meanwhile.
-        self._stuck: asyncio.Future[KubeView] | None = None
+        self._stuck: asyncio.Future[KubeFacts] | None = None
 
     @classmethod
     def from_config(
@@ -398,12 +398,12 @@ class KubeSource:
         cfg.retries = False
         return cfg
 
-    async def read(self) -> KubeView:
-        """Version and nodes now, or a KubeView whose `error` says why not. Never raises."""
+    async def read(self) -> KubeFacts:
+        """Version and nodes now, or a KubeFacts whose `error` says why not. Never raises."""
         now = self._clock()
         if self._stuck is not None:
             if not self._stuck.done():
-                return KubeView(
+                return KubeFacts(
                     error=(
                         "Kubernetes API unreachable: the previous request is still blocked "
                         f"after {self.request_timeout:g}s"
@@ -414,9 +414,9 @@ class KubeSource:
         try:
             how = self._resolve()
         except OSError as e:
-            return KubeView(error=f"Kubernetes configuration unusable: {e}", fetched_at=now)
+            return KubeFacts(error=f"Kubernetes configuration unusable: {e}", fetched_at=now)
         if how is None:
-            return KubeView(error=STANDALONE_ERROR, fetched_at=now)
+            return KubeFacts(error=STANDALONE_ERROR, fetched_at=now)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, self._read_blocking, how[0])
         # Every request has its own timeouts; this outer deadline catches what they cannot
@@ -426,7 +426,7 @@ class KubeSource:
             return await asyncio.wait_for(asyncio.shield(future), deadline)
         except TimeoutError:
             self._stuck = future
-            return KubeView(
+            return KubeFacts(
                 error=f"Kubernetes API unreachable: no answer within {deadline:g}s",
                 fetched_at=self._clock(),
             )
@@ -436,15 +436,15 @@ class KubeSource:
             raise
         except Exception as e:  # _read_blocking catches everything; this is the last guard
             log.exception("kube: unexpected failure reading the API")
-            return KubeView(error=f"Kubernetes API read failed: {e!r}", fetched_at=self._clock())
+            return KubeFacts(error=f"Kubernetes API read failed: {e!r}", fetched_at=self._clock())
 
-    def _read_blocking(self, how: str) -> KubeView:
+    def _read_blocking(self, how: str) -> KubeFacts:
         where = "the Kubernetes API"
         try:
             cfg = self._load_configuration(how)
         except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
             source = f" ({how})" if how != "injected" else ""
-            return KubeView(
+            return KubeFacts(
                 error=f"Kubernetes configuration unusable{source}: {one_line(str(e))}",
                 fetched_at=self._clock(),
             )
@@ -478,7 +478,7 @@ class KubeSource:
             platform = (
                 self.platform_reader(api, self.request_timeout) if self.platform_reader else None
             )
-            return KubeView(
+            return KubeFacts(
                 server_version=version,
                 nodes=tuple(sorted(nodes, key=lambda n: n.name)),
                 error=None,
@@ -499,4 +499,4 @@ class KubeSource:
             with contextlib.suppress(Exception):
                 _close_api_client(api)
         # The version, when it was read, is kept for display; `error` still marks the view.
-        return KubeView(server_version=version, error=error, fetched_at=self._clock())
+        return KubeFacts(server_version=version, error=error, fetched_at=self._clock())

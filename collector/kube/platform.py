@@ -2,7 +2,7 @@
 
 Called by collector.kube (`KubeSource(platform_reader=read_platform)`) inside the same
 worker thread and with the same API client as the node list, after the nodes were read.
-It never raises: every read ends in a `ReadOutcome` (see collector.kube.platform_view):
+It never raises: every read ends in a `ReadOutcome` (see collector.kube.platform_facts):
 
 - 404 is a fact, "not installed" (the API group, the kind or the object is absent);
 - 403 is `forbidden`, naming the verb and resource the collector's role lacks, so a rule
@@ -35,12 +35,12 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from collector.kube.errors import one_line, status_message
-from collector.kube.platform_view import (
+from collector.kube.platform_facts import (
     OK,
     ClusterPolicyInfo,
     IngressClassInfo,
     OperatorDeploymentInfo,
-    PlatformView,
+    PlatformFacts,
     ReadOutcome,
     StorageClassInfo,
 )
@@ -298,7 +298,7 @@ def read_platform(
     request_timeout: float,
     settings: PlatformSettings | None = None,
     clock: Callable[[], float] = time.monotonic,
-) -> PlatformView:
+) -> PlatformFacts:
     """Every add-on fact, each with its outcome; blocking (run it in a worker thread)."""
     settings = settings or PlatformSettings()
     r = _Reader(api, request_timeout, settings, clock)
@@ -413,7 +413,7 @@ def read_platform(
     prometheus_outcome = r.outcome("list prometheuses.monitoring.coreos.com", prometheuses)
     openshift_outcome = r.outcome("get clusterversions.config.openshift.io 'version'", openshift)
     version, history = found.get("openshift", ("", ()))
-    return PlatformView(
+    return PlatformFacts(
         ingress=ingress_outcome,
         ingress_classes=found.get("ingress", ()),
         storage=storage_outcome,

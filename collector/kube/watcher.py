@@ -1,4 +1,4 @@
-"""KubeWatcher: keeps the collector's KubeView fresh in the background.
+"""KubeWatcher: keeps the collector's KubeFacts fresh in the background.
 
 One `KubeSource.read()` every refresh interval, capped, jittered exponential backoff after
 errors; after an error `latest()` carries that error (the rules then say `unknown`),
@@ -16,7 +16,7 @@ from kubernetes import client as k8s_client
 
 from collector.config import KubernetesConfig
 from collector.kube.adapter import STANDALONE_ERROR, KubeSource, PlatformReader
-from collector.kube.view import KubeView
+from collector.kube.facts import KubeFacts
 
 __all__ = ["KubeWatcher"]
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class KubeWatcher:
-    """Keeps a fresh KubeView: a read every `refresh_interval`, backing off after errors.
+    """Keeps a fresh KubeFacts: a read every `refresh_interval`, backing off after errors.
 
     After a failed read `latest()` is that failure (error set, no nodes), so nothing reads
     stale nodes as current; `last_good` keeps the most recent successful view for display.
@@ -52,10 +52,10 @@ class KubeWatcher:
             max(refresh_interval, 60.0) if backoff_max is None else max(backoff_max, 1e-3)
         )
         self._rng = rng or random.Random()
-        self._latest = KubeView(
+        self._latest = KubeFacts(
             error="Kubernetes API not read yet" if not source.standalone else STANDALONE_ERROR
         )
-        self._last_good: KubeView | None = None
+        self._last_good: KubeFacts | None = None
         self.consecutive_errors = 0
         self.reads = 0
         self._task: asyncio.Task[None] | None = None
@@ -75,11 +75,11 @@ class KubeWatcher:
         )
         return cls(source, config.refresh_interval)
 
-    def latest(self) -> KubeView:
+    def latest(self) -> KubeFacts:
         return self._latest
 
     @property
-    def last_good(self) -> KubeView | None:
+    def last_good(self) -> KubeFacts | None:
         return self._last_good
 
     def next_delay(self) -> float:
@@ -90,7 +90,7 @@ class KubeWatcher:
         delay = min(self.backoff_max, self.backoff_initial * 2.0**exponent)
         return delay * (0.5 + 0.5 * self._rng.random())
 
-    async def refresh(self) -> KubeView:
+    async def refresh(self) -> KubeFacts:
         """One read now; updates `latest()` (used by the loop, handy in tests)."""
         view = await self.source.read()
         self.reads += 1
@@ -108,7 +108,7 @@ class KubeWatcher:
         self._changed = asyncio.Event()
         return view
 
-    async def next_view(self, timeout: float | None = None) -> KubeView:
+    async def next_view(self, timeout: float | None = None) -> KubeFacts:
         """Waits for the next completed read and returns its view."""
         await asyncio.wait_for(self._changed.wait(), timeout)
         return self._latest

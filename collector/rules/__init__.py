@@ -1,4 +1,4 @@
-"""Verdict rules: pure functions from a ClusterView to a Verdict, one module per requirement.
+"""Verdict rules: pure functions from an Evidence to a Verdict, one module per requirement.
 
 The profile says which requirements it judges and for which phase
 (`Profile.requirement_phases()`; runai-2020 judges the 2020 set). Rules that need the
@@ -27,10 +27,10 @@ from collector.rules import (
     shared_volume,
     system_nodes,
 )
-from collector.rules.model import ClusterView, Verdict
+from collector.rules.model import Evidence, Verdict
 from preflight.profile_sections import DEFAULT_REQUIREMENTS, KNOWN_REQUIREMENTS, PHASES
 
-Rule = Callable[[ClusterView], Verdict]
+Rule = Callable[[Evidence], Verdict]
 
 # Requirement id → rule, in the order of DESIGN.md §1 (the 2020 table, then the later ones).
 RULES: dict[str, Rule] = {
@@ -63,7 +63,7 @@ PHASE_REQUIREMENTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def evaluate_all(view: ClusterView) -> list[Verdict]:
+def evaluate_all(view: Evidence) -> list[Verdict]:
     """The verdict of every requirement the view's profile judges, in RULES order."""
     wanted = view.profile.requirement_phases()
     return [rule(view) for rid, rule in RULES.items() if rid in wanted]

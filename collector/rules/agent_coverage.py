@@ -6,14 +6,14 @@ it, every agent that ever reported must still be reporting.
 
 from __future__ import annotations
 
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.rules.model import Evidence, Verdict, count, names
 
 REQUIREMENT = "agent_coverage"
 # A report older than this many heartbeats is late (warn) before it is stale (fail).
 LATE_AFTER_HEARTBEATS = 1.5
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     state = view.state
     live = {n.name for n in state.nodes if n.up}
     expected = (

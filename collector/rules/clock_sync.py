@@ -15,13 +15,13 @@ bound warns (the clock will drift); a node whose agent does not report its NTP s
 
 from __future__ import annotations
 
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.rules.model import Evidence, Verdict, count, names
 
 REQUIREMENT = "clock_sync"
 DEFAULT_MAX_SKEW = 60.0
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     rule = view.profile.clock_sync
     bound = rule.max_skew if rule else DEFAULT_MAX_SKEW
     nodes = view.live_nodes

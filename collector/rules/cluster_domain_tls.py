@@ -11,7 +11,7 @@ expired. Within 14 days of expiry warns.
 from __future__ import annotations
 
 from collector.plan import system_nodes
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.rules.model import Evidence, Verdict, count, names
 from preflight.enums import REASONS
 from preflight.plan import CLUSTER_DOMAIN_TARGET
 from preflight.v1 import report_pb2 as pb
@@ -26,7 +26,7 @@ _TLS_WORDS = {
 }
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     domain = view.cluster_domain
     if not domain:
         return Verdict(

@@ -7,7 +7,7 @@ CRI-O only (dockershim left Kubernetes in 1.24).
 
 from __future__ import annotations
 
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.rules.model import Evidence, Verdict, count, names
 
 REQUIREMENT = "container_runtime"
 
@@ -18,7 +18,7 @@ def runtime_name(version: str) -> str:
     return name.strip().lower() if sep else version.strip().lower()
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     unknown = view.unknown_without_kubernetes(REQUIREMENT)
     if unknown:
         return unknown

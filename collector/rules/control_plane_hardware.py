@@ -6,14 +6,14 @@ machine really has) and the node's Kubernetes capacity otherwise. Never fails.
 
 from __future__ import annotations
 
-from collector.kube.view import KubeNode
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.kube.facts import KubeNode
+from collector.rules.model import Evidence, Verdict, count, names
 
 REQUIREMENT = "control_plane_hardware"
 GB = 1e9
 
 
-def _resources(view: ClusterView, node: KubeNode) -> tuple[float, int, int, str]:
+def _resources(view: Evidence, node: KubeNode) -> tuple[float, int, int, str]:
     """(cpus, memory bytes, gpus, source) for a control-plane node."""
     entry = view.state.node(node.name)
     if entry is not None and entry.up and entry.report.HasField("hardware"):
@@ -23,7 +23,7 @@ def _resources(view: ClusterView, node: KubeNode) -> tuple[float, int, int, str]
     return node.capacity_cpu, node.capacity_memory_bytes, node.capacity_gpus, "kubernetes"
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     unknown = view.unknown_without_kubernetes(REQUIREMENT)
     if unknown:
         return unknown

@@ -7,12 +7,12 @@ newest, which is rarely what was meant.
 
 from __future__ import annotations
 
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.rules.model import Evidence, Verdict, count, names
 
 REQUIREMENT = "default_storage_class"
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     platform = view.platform_or_unknown(REQUIREMENT)
     if isinstance(platform, Verdict):
         return platform

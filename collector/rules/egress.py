@@ -7,12 +7,12 @@ TLS-inspecting proxy sits in the path: that works, but is a warning (DESIGN.md Â
 from __future__ import annotations
 
 from collector.plan import system_nodes
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.rules.model import Evidence, Verdict, count, names
 from preflight.enums import REASONS
 from preflight.v1 import report_pb2 as pb
 
 
-def evaluate_phase(view: ClusterView, requirement: str, phase: str) -> Verdict:
+def evaluate_phase(view: Evidence, requirement: str, phase: str) -> Verdict:
     of_phase = view.profile.targets_of_phase(phase)
     targets = [t.name for t in of_phase]
     # `system` targets are required from system nodes only (the plan gives no others them).

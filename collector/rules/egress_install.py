@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collector.rules.egress import evaluate_phase
-from collector.rules.model import ClusterView, Verdict
+from collector.rules.model import Evidence, Verdict
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     return evaluate_phase(view, "egress_install", "install")

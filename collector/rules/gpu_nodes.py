@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.rules.model import Evidence, Verdict, count, names
 from preflight.v1 import report_pb2 as pb
 
 REQUIREMENT = "gpu_nodes"
@@ -74,7 +74,7 @@ def _describe(name: str, node: _Node) -> str:
     return f"{name}: {counts}{problems}"
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     nodes: dict[str, _Node] = {}
     for entry in view.live_nodes:
         if entry.report.HasField("gpus"):

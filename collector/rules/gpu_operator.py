@@ -10,14 +10,14 @@ be installed and the operator fixed afterwards.
 
 from __future__ import annotations
 
-from collector.kube.platform_view import PlatformView
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.kube.platform_facts import PlatformFacts
+from collector.rules.model import Evidence, Verdict, count, names
 from collector.rules.versions import at_least, at_most, dotted, matches_prefix
 
 REQUIREMENT = "gpu_operator"
 
 
-def _gpu_nodes(view: ClusterView) -> list[str]:
+def _gpu_nodes(view: Evidence) -> list[str]:
     """Nodes with GPUs, by Kubernetes capacity or by the agent's PCI scan."""
     found = []
     for node in view.kube.nodes:
@@ -28,7 +28,7 @@ def _gpu_nodes(view: ClusterView) -> list[str]:
     return found
 
 
-def _missing_labels(view: ClusterView, wanted: tuple[str, ...], gpu_nodes: list[str]) -> list[str]:
+def _missing_labels(view: Evidence, wanted: tuple[str, ...], gpu_nodes: list[str]) -> list[str]:
     """`node (label, label)` for GPU nodes lacking a wanted GFD label."""
     nodes = {n.name: n for n in view.kube.nodes}
     out = []
@@ -40,7 +40,7 @@ def _missing_labels(view: ClusterView, wanted: tuple[str, ...], gpu_nodes: list[
     return out
 
 
-def _version(platform: PlatformView) -> tuple[str, str]:
+def _version(platform: PlatformFacts) -> tuple[str, str]:
     deployment = platform.operator_deployment
     if deployment is not None and deployment.version:
         return deployment.version, deployment.version_source
@@ -50,7 +50,7 @@ def _version(platform: PlatformView) -> tuple[str, str]:
     return "", ""
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     platform = view.platform_or_unknown(REQUIREMENT)
     if isinstance(platform, Verdict):
         return platform

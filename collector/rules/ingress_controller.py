@@ -8,12 +8,12 @@ lands on it).
 
 from __future__ import annotations
 
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.rules.model import Evidence, Verdict, count, names
 
 REQUIREMENT = "ingress_controller"
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     platform = view.platform_or_unknown(REQUIREMENT)
     if isinstance(platform, Verdict):
         return platform

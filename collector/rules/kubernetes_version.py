@@ -12,14 +12,14 @@ supports as OpenShift although it would be below its plain-Kubernetes minimum.
 
 from __future__ import annotations
 
-from collector.rules.model import ClusterView, Verdict, names
+from collector.rules.model import Evidence, Verdict, names
 from collector.rules.versions import at_least, at_most, dotted, major_minor, render
 from preflight.profile import KubernetesVersionRule
 
 REQUIREMENT = "kubernetes_version"
 
 
-def _openshift(view: ClusterView) -> Verdict | None:
+def _openshift(view: Evidence) -> Verdict | None:
     """The verdict by the OpenShift range, or None when this is not OpenShift (or no range)."""
     wanted = view.profile.kubernetes_version.openshift
     platform = view.kube.platform
@@ -66,7 +66,7 @@ def _range(rule: KubernetesVersionRule) -> str:
     return f"≥ {rule.minimum}"
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     unknown = view.unknown_without_kubernetes(REQUIREMENT)
     if unknown:
         return unknown
@@ -93,7 +93,7 @@ def evaluate(view: ClusterView) -> Verdict:
     return verdict
 
 
-def _kubernetes(view: ClusterView) -> Verdict:
+def _kubernetes(view: Evidence) -> Verdict:
     rule = view.profile.kubernetes_version
     minimum = major_minor(rule.minimum)
     recommended = major_minor(rule.recommended) if rule.recommended else None

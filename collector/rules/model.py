@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
-from collector.kube.platform_view import PlatformView
-from collector.kube.view import STANDALONE, KubeView
-from collector.state import NodeEntry, StateSnapshot
+from collector.kube.facts import STANDALONE, KubeFacts
+from collector.kube.platform_facts import PlatformFacts
+from collector.state import AgentReports, NodeEntry
 from preflight.profile import Profile
 
 Status = Literal["pass", "warn", "fail", "unknown"]
@@ -30,13 +30,13 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class ClusterView:
+class Evidence:
     """Everything a rule may look at: agent state, the Kubernetes view, the profile, the time."""
 
-    state: StateSnapshot
+    state: AgentReports
     profile: Profile
     now: float
-    kube: KubeView = STANDALONE
+    kube: KubeFacts = STANDALONE
     # The collector's `cluster_domain` setting ("" = not configured).
     cluster_domain: str = ""
     # Target name → host:port of its mirror (collector setting `mirrors`), for reasons.
@@ -44,7 +44,7 @@ class ClusterView:
 
     @cached_property
     def entries(self) -> dict[str, NodeEntry]:
-        """Agent entries by node name (StateSnapshot.node scans; rules over all nodes use this)."""
+        """Agent entries by node name (AgentReports.node scans; rules over all nodes use this)."""
         return {n.name: n for n in self.state.nodes}
 
     @property
@@ -57,7 +57,7 @@ class ClusterView:
             return None
         return Verdict(requirement, "unknown", f"Kubernetes API: {self.kube.error}")
 
-    def platform_or_unknown(self, requirement: str) -> PlatformView | Verdict:
+    def platform_or_unknown(self, requirement: str) -> PlatformFacts | Verdict:
         """The add-on facts a rule judges, or its `unknown` verdict when there are none."""
         unknown = self.unknown_without_kubernetes(requirement)
         if unknown:

@@ -7,13 +7,13 @@ Prometheus object means the operator runs but nothing scrapes: a warning.
 
 from __future__ import annotations
 
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.rules.model import Evidence, Verdict, count, names
 
 REQUIREMENT = "prometheus_stack"
 KIND = "Prometheus kind (prometheuses.monitoring.coreos.com)"
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     platform = view.platform_or_unknown(REQUIREMENT)
     if isinstance(platform, Verdict):
         return platform

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.rules.model import Evidence, Verdict, count, names
 from collector.state import NodeEntry
 from preflight.enums import MOUNT_STATES, WRITE_CHECKS
 from preflight.v1 import report_pb2 as pb
@@ -49,7 +49,7 @@ def _groups(edges: dict[str, set[str]], members: list[str]) -> list[list[str]]:
     return sorted((sorted(c) for c in components.values()), key=lambda c: (-len(c), c))
 
 
-def _judge_path(view: ClusterView, path: str, nodes: tuple[NodeEntry, ...]) -> PathFindings:
+def _judge_path(view: Evidence, path: str, nodes: tuple[NodeEntry, ...]) -> PathFindings:
     found = PathFindings()
     mounts: dict[str, pb.MountResult] = {}
     for node in nodes:
@@ -119,7 +119,7 @@ def _judge_path(view: ClusterView, path: str, nodes: tuple[NodeEntry, ...]) -> P
     return found
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     nodes = view.live_nodes
     paths = list(view.profile.shared_volume.paths) or sorted(
         {m.path for n in nodes for m in n.report.mounts}

@@ -10,15 +10,15 @@ filesystem, else from the kubelet's ephemeral-storage capacity.
 
 from __future__ import annotations
 
-from collector.kube.view import KubeNode
+from collector.kube.facts import KubeNode
 from collector.plan import labelled_nodes
-from collector.rules.model import ClusterView, Verdict, count, names
+from collector.rules.model import Evidence, Verdict, count, names
 
 REQUIREMENT = "system_nodes"
 GB = 1e9
 
 
-def _size(view: ClusterView, node: KubeNode) -> tuple[float, int, int]:
+def _size(view: Evidence, node: KubeNode) -> tuple[float, int, int]:
     """(cores, memory bytes, root-disk bytes; 0 = unknown) of a node."""
     entry = view.entries.get(node.name)
     if entry is not None and entry.up and entry.report.HasField("hardware"):
@@ -29,7 +29,7 @@ def _size(view: ClusterView, node: KubeNode) -> tuple[float, int, int]:
     return node.capacity_cpu, node.capacity_memory_bytes, node.capacity_ephemeral_storage_bytes
 
 
-def evaluate(view: ClusterView) -> Verdict:
+def evaluate(view: Evidence) -> Verdict:
     unknown = view.unknown_without_kubernetes(REQUIREMENT)
     if unknown:
         return unknown

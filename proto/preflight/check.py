@@ -36,10 +36,10 @@ from agent.runner import BoundProbe, ProbeSet, agent_version, default_probes, ru
 from agent.snapshot import build_report
 from collector.config import LimitsConfig
 from collector.kube.adapter import KubeMode, KubeSource
+from collector.kube.facts import KubeFacts
 from collector.kube.platform import read_platform
-from collector.kube.view import KubeView
 from collector.rules import PLATFORM_REQUIREMENTS, RULES, cluster_ready
-from collector.rules.model import ClusterView, Verdict
+from collector.rules.model import Evidence, Verdict
 from collector.state import ClusterState, Rejected
 from preflight.plan import plan_from_profile
 from preflight.profile import Profile
@@ -173,7 +173,7 @@ def kube_source(kubeconfig: Path | None, profile: Profile, configuration: Any = 
 def judge(
     report: Any,
     profile: Profile,
-    kube: KubeView,
+    kube: KubeFacts,
     now: float,
     config: AgentConfig,
     cluster_domain: str = "",
@@ -191,7 +191,7 @@ def judge(
     except Rejected as rejected:
         # The collector would refuse this report too: judge without it, and say why.
         notes.append(f"the collector would reject this machine's report: {rejected}")
-    view = ClusterView(
+    view = Evidence(
         state=state.snapshot(now),
         profile=profile,
         now=now,
@@ -224,7 +224,7 @@ async def run_check(
     progress = Progress(progress_stream, longest, show_progress)
     source = kube_source(kubeconfig, profile, kube_configuration)
 
-    async def read_kube() -> KubeView:
+    async def read_kube() -> KubeFacts:
         try:
             return await source.read()
         finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import load_config
-from collector.kube.view import KubeView
+from collector.kube.facts import KubeFacts
 from collector.plan import PlanBook
 from preflight.configfile import ConfigError
 from preflight.plan import CLUSTER_DOMAIN_TARGET, plan_from_profile
@@ -39,7 +39,7 @@ def test_the_plan_book_gives_labelled_system_nodes_the_domain() -> None:
     import dataclasses
 
     nodes = (dataclasses.replace(nodes[0], roles=("runai-system",)), nodes[1])
-    kube = KubeView(server_version="v1.34.2", nodes=nodes, error=None, fetched_at=NOW)
+    kube = KubeFacts(server_version="v1.34.2", nodes=nodes, error=None, fetched_at=NOW)
     book = PlanBook(PROFILE, lambda: kube, "runai.corp.example")
     assert CLUSTER_DOMAIN_TARGET in {t.name for t in book.for_node("sys-1").egress_targets}
     assert CLUSTER_DOMAIN_TARGET not in {t.name for t in book.for_node("gpu-1").egress_targets}

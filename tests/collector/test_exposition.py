@@ -19,17 +19,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.config import LimitsConfig
 from collector.exposition import FAMILIES, Exposition, issuer_cn, render, render_with_client
-from collector.kube.platform_view import (
+from collector.kube.facts import KubeFacts, KubeNode
+from collector.kube.platform_facts import (
     OK,
     ClusterPolicyInfo,
     OperatorDeploymentInfo,
-    PlatformView,
+    PlatformFacts,
 )
-from collector.kube.view import KubeNode, KubeView
 from collector.plan import PlanIndex
+from collector.published import Published
 from collector.rules.model import Verdict
 from collector.state import ClusterState
-from collector.view import CollectorView
 from preflight.mirrors import Mirror
 from preflight.v1 import report_pb2 as pb
 from tests.support.builders import T0, egress_down, egress_up, hardware, mount, ts
@@ -42,7 +42,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "metrics.txt"
 CURRENT_PLAN = "5c0ffee0d00dfeed"
 
 
-def golden_view() -> CollectorView:
+def golden_view() -> Published:
     state = ClusterState(LimitsConfig(), 30.0, 3, 600.0)
     gpu1 = pb.NodeReport(
         node_name="gpu-node-1",
@@ -142,7 +142,7 @@ def golden_view() -> CollectorView:
     state.accept(gpu1, now=T0 - 1)
     state.accept(gpu2, now=T0)
     state.count_rejection("too_many_targets")
-    kube = KubeView(
+    kube = KubeFacts(
         server_version="v1.17.4",
         nodes=tuple(
             KubeNode(
@@ -169,7 +169,7 @@ def golden_view() -> CollectorView:
         ),
         error=None,
         fetched_at=T0,
-        platform=PlatformView(
+        platform=PlatformFacts(
             cluster_policy=OK,
             cluster_policies=(ClusterPolicyInfo("cluster-policy", "ready", "gpu-operator", ""),),
             operator=OK,
@@ -191,7 +191,7 @@ def golden_view() -> CollectorView:
         Verdict("agent_coverage", "fail", "control-1 has no agent"),
         Verdict("gpu_nodes", "warn", "counts disagree"),
     )
-    return CollectorView(
+    return Published(
         state=state.snapshot(T0),
         verdicts=verdicts,
         ready=(("install", False), ("runtime", True)),
@@ -307,8 +307,8 @@ def test_issuer_cn() -> None:
 # ---------------------------------------------------------------- the node cache
 
 
-def _with_state(view: CollectorView, state: ClusterState, now: float) -> CollectorView:
-    return CollectorView(
+def _with_state(view: Published, state: ClusterState, now: float) -> Published:
+    return Published(
         state=state.snapshot(now), verdicts=view.verdicts, ready=view.ready, kube=view.kube
     )
 
@@ -317,7 +317,7 @@ def test_cache_reuses_unchanged_nodes_and_rerenders_changed_ones() -> None:
     state = ClusterState(LimitsConfig(), 30.0, 3, 120.0)
     for i in range(3):
         state.accept(pb.NodeReport(node_name=f"n{i}", sequence=1, egress=[egress_up("t")]), T0)
-    base = CollectorView(state=state.snapshot(T0), verdicts=(), ready=())
+    base = Published(state=state.snapshot(T0), verdicts=(), ready=())
     exposition = Exposition()
     first = exposition.render(base)
     assert (exposition.hits, exposition.misses) == (0, 3)
@@ -357,7 +357,7 @@ def test_cache_follows_allocatable_gpus_from_kubernetes() -> None:
     view = golden_view()
     exposition = Exposition()
     exposition.render(view)
-    kube = KubeView(
+    kube = KubeFacts(
         server_version=view.kube.server_version,
         nodes=tuple(
             n if n.name != "gpu-node-2" else KubeNode(**{**n.__dict__, "allocatable_gpus": 8})
@@ -365,7 +365,7 @@ def test_cache_follows_allocatable_gpus_from_kubernetes() -> None:
         ),
         error=None,
     )
-    changed = CollectorView(state=view.state, verdicts=view.verdicts, ready=view.ready, kube=kube)
+    changed = Published(state=view.state, verdicts=view.verdicts, ready=view.ready, kube=kube)
     text = exposition.render(changed)
     assert b'preflight_node_gpus{node="gpu-node-2",source="allocatable"} 8.0' in text
     assert text == render_with_client(changed)
@@ -423,7 +423,7 @@ def test_any_state_renders_like_prometheus_client_and_parses(
     for r in node_reports:
         r.sent_at.CopyFrom(ts(T0 + skew))
         state.accept(r, T0)
-    view = CollectorView(state=state.snapshot(T0), verdicts=(), ready=(("install", True),))
+    view = Published(state=state.snapshot(T0), verdicts=(), ready=(("install", True),))
     exposition = Exposition()
     text = exposition.render(view)
     assert text == render_with_client(view)

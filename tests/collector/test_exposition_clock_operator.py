@@ -16,15 +16,15 @@ from collector.exposition import (
     gpu_operator_labels,
     node_samples,
 )
-from collector.kube.platform_view import (
+from collector.kube.facts import KubeFacts
+from collector.kube.platform_facts import (
     OK,
     ClusterPolicyInfo,
     OperatorDeploymentInfo,
-    PlatformView,
+    PlatformFacts,
     ReadOutcome,
 )
-from collector.kube.view import KubeView
-from collector.view import CollectorView
+from collector.published import Published
 from preflight.v1 import report_pb2 as pb
 from tests.support.builders import entry, report, view
 
@@ -72,8 +72,8 @@ def test_no_clock_series_without_a_kernel_answer() -> None:
 
 def platform(
     *policies: ClusterPolicyInfo, deployment: OperatorDeploymentInfo | None = None
-) -> PlatformView:
-    return PlatformView(
+) -> PlatformFacts:
+    return PlatformFacts(
         cluster_policy=OK,
         cluster_policies=policies,
         operator=OK if deployment else ReadOutcome("not_installed"),
@@ -101,7 +101,7 @@ def platform(
         (None, None),
     ],
 )
-def test_gpu_operator_labels(view_of: PlatformView | None, labels: tuple[str, ...] | None) -> None:
+def test_gpu_operator_labels(view_of: PlatformFacts | None, labels: tuple[str, ...] | None) -> None:
     assert gpu_operator_labels(view_of) == labels
 
 
@@ -114,12 +114,12 @@ def test_a_forbidden_clusterpolicy_read_is_no_operator_fact() -> None:
 
 
 def test_one_gpu_operator_series_from_the_kubernetes_view() -> None:
-    kube = KubeView(
+    kube = KubeFacts(
         server_version="v1.33.1",
         error=None,
         platform=platform(ClusterPolicyInfo("cp", "ready", "", ""), deployment=DEPLOYMENT),
     )
-    data = CollectorView(state=view().state, verdicts=(), ready=(), kube=kube)
+    data = Published(state=view().state, verdicts=(), ready=(), kube=kube)
     found = [
         values for family, values, _ in cluster_samples(data, ()) if family is GPU_OPERATOR_INFO
     ]

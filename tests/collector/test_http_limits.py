@@ -12,8 +12,8 @@ import pytest
 
 import collector.service as service_module
 from collector.config import CollectorConfig, ListenConfig
+from collector.published import Published
 from collector.service import CollectorService
-from collector.view import CollectorView
 from tests.collector.test_ingest import report, send
 
 
@@ -58,7 +58,7 @@ async def test_concurrent_scrapes_share_one_render(collector: CollectorService) 
     gate = threading.Event()
     original = collector.web.render
 
-    def slow_render(view: CollectorView) -> bytes:
+    def slow_render(view: Published) -> bytes:
         nonlocal calls
         calls += 1
         started.set()

@@ -110,8 +110,8 @@ async def test_standard_health_service_reports_serving(collector: CollectorServi
 def test_a_node_silent_past_forget_after_disappears_from_state_and_metrics() -> None:
     from collector.config import LimitsConfig
     from collector.exposition import Exposition
+    from collector.published import Published
     from collector.state import ClusterState
-    from collector.view import CollectorView
 
     state = ClusterState(
         LimitsConfig(), heartbeat_interval=10, stale_after_heartbeats=3, forget_after=100
@@ -129,7 +129,7 @@ def test_a_node_silent_past_forget_after_disappears_from_state_and_metrics() -> 
 
     def rendered(now: float) -> str:
         return exposition.render(
-            CollectorView(state=state.snapshot(now), verdicts=(), ready=())
+            Published(state=state.snapshot(now), verdicts=(), ready=())
         ).decode()
 
     stale = rendered(1050.0)

@@ -23,7 +23,7 @@ import collector.statuspage as statuspage
 import collector.web as web
 from collector.config import CollectorConfig, ListenConfig
 from collector.rules import REQUIREMENTS, RULES
-from collector.rules.model import ClusterView, Verdict
+from collector.rules.model import Evidence, Verdict
 from collector.service import CollectorService
 from preflight.v1 import report_pb2 as pb
 from tests.collector.test_ingest import send
@@ -65,7 +65,7 @@ async def test_a_rule_that_raises_on_one_node_judges_the_others(
 ) -> None:
     original = RULES["gpu_nodes"]
 
-    def fragile(view: ClusterView) -> Verdict:
+    def fragile(view: Evidence) -> Verdict:
         if poisoned([n.name for n in view.state.nodes]):
             raise ZeroDivisionError("a bug on this node's data")
         return original(view)
@@ -167,7 +167,7 @@ async def test_the_judging_loop_survives_exceptions_and_readyz_tells(
     cluster.verdicts_stale_after = 0.5
     assert (await get(cluster, "/readyz"))[0] == 200
 
-    def broken(view: ClusterView) -> Any:
+    def broken(view: Evidence) -> Any:
         raise RuntimeError("judging bug")
 
     monkeypatch.setattr(cluster, "_judge", broken)
@@ -193,7 +193,7 @@ async def test_a_hung_judge_makes_readyz_fail(
     release = threading.Event()
     original = cluster._judge
 
-    def hung(view: ClusterView) -> Any:
+    def hung(view: Evidence) -> Any:
         release.wait(30)
         return original(view)
 

@@ -19,7 +19,7 @@ from kubernetes import client
 
 from collector.config import KubernetesConfig
 from collector.kube.adapter import STANDALONE_ERROR, KubeSource
-from collector.kube.view import KubeNode, KubeView
+from collector.kube.facts import KubeFacts, KubeNode
 from collector.kube.watcher import KubeWatcher
 from tests.support.kube import FORBIDDEN, NODES, FakeApi, _respond, status, version_info
 
@@ -27,7 +27,7 @@ GiB = 2**30
 KiB = 1024
 
 
-def by_name(view: KubeView) -> dict[str, KubeNode]:
+def by_name(view: KubeFacts) -> dict[str, KubeNode]:
     return {node.name: node for node in view.nodes}
 
 
@@ -319,7 +319,7 @@ async def test_watcher_reports_errors_and_recovers(api: FakeApi) -> None:
     watcher = KubeWatcher(source, refresh_interval=0.05, backoff_initial=0.05, backoff_max=0.2)
     assert watcher.latest().error is not None  # nothing read yet is never "fine"
 
-    async def until(predicate: Any, what: str) -> KubeView:
+    async def until(predicate: Any, what: str) -> KubeFacts:
         for _ in range(200):
             view = await watcher.next_view(timeout=10)
             if predicate(view):

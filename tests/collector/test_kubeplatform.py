@@ -13,7 +13,7 @@ from kubernetes import client
 
 from collector.kube.adapter import KubeSource
 from collector.kube.platform import PlatformSettings, operator_version, read_platform
-from collector.kube.platform_view import PlatformView
+from collector.kube.platform_facts import PlatformFacts
 from tests.support.kube_cluster import NOT_FOUND, ClusterApi, cluster_api, fixture, forbidden
 
 
@@ -23,7 +23,7 @@ async def api() -> AsyncIterator[ClusterApi]:
         yield served
 
 
-async def read(api: ClusterApi) -> PlatformView:
+async def read(api: ClusterApi) -> PlatformFacts:
     view = await KubeSource(configuration=api.configuration(), platform_reader=read_platform).read()
     assert view.error is None, view.error
     assert view.platform is not None

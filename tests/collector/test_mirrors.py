@@ -20,13 +20,13 @@ from collector.config import (
     ListenConfig,
     load_config,
 )
-from collector.kube.view import KubeView
+from collector.kube.facts import KubeFacts
 from collector.plan import PlanBook
+from collector.published import Published
 from collector.rules.egress_install import evaluate as egress_install
 from collector.service import CollectorService
 from collector.state import ClusterState
 from collector.statuspage import render_status_page
-from collector.view import CollectorView
 from collector.web import node_detail
 from preflight.configfile import ConfigError
 from preflight.mirrors import Mirror, resolve_mirrors, split_mirror
@@ -65,7 +65,7 @@ def test_a_system_target_is_mirrored_on_system_nodes_only() -> None:
     mirrors = resolve_mirrors(profile, {"huggingface.co": "hf.corp", "nvcr.io": "10.1.2.3"})
     assert [m.target for m in mirrors] == ["nvcr.io", "huggingface.co"]  # profile order
     book = PlanBook(
-        profile, lambda: KubeView(), mirrors={"huggingface.co": "hf.corp", "nvcr.io": "10.1.2.3"}
+        profile, lambda: KubeFacts(), mirrors={"huggingface.co": "hf.corp", "nvcr.io": "10.1.2.3"}
     )
     hosts = {t.name: (t.host, t.port) for t in book.for_node("any").egress_targets}
     assert hosts == {
@@ -134,7 +134,7 @@ def test_outputs_show_the_mirror_beside_the_target() -> None:
     report.egress.append(egress_up("quay.io"))
     report.egress.append(egress_up("hub.docker.com"))
     state.accept(report, now=1_800_000_000.0)
-    view = CollectorView(
+    view = Published(
         state=state.snapshot(1_800_000_000.0),
         verdicts=(),
         ready=(),

@@ -13,7 +13,7 @@ import grpc.aio
 import pytest
 
 from collector.config import CollectorConfig, KubernetesConfig, ListenConfig
-from collector.kube.view import KubeView
+from collector.kube.facts import KubeFacts
 from collector.plan import PlanBook, system_nodes
 from collector.rules.egress_install import evaluate as egress_install
 from collector.service import CollectorService
@@ -73,7 +73,7 @@ def test_system_nodes_come_from_the_runai_system_role(tmp_path: Path) -> None:
     assert system_nodes(kube) == frozenset({"sys-1"})
     # Nobody labelled, or no Kubernetes API: every node counts as a system node.
     assert system_nodes(cluster("v1.17.4", kube_node("worker-1"))) is None
-    assert system_nodes(KubeView()) is None
+    assert system_nodes(KubeFacts()) is None
 
     profile = load_profile(str(scoped_profile(tmp_path)))
     book = PlanBook(profile, lambda: kube)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pynvml
 import pytest
 
-from collector.kube.view import KubeView
+from collector.kube.facts import KubeFacts
 from collector.rules import gpu_nodes
 from collector.rules.model import Verdict
 from preflight.v1 import report_pb2 as pb
@@ -111,7 +111,7 @@ CASES = {
 
 def judge(case: Case) -> Verdict:
     nodes = [entry(gpu_report("gpu-a", case.tree, case.nvml)), entry(report("cpu-b"))]
-    kube: KubeView | None = None
+    kube: KubeFacts | None = None
     if case.allocatable is not None:
         kube = cluster(
             "v1.17.0",

@@ -1,6 +1,6 @@
 """Table tests of the shared_volume rule (collector.rules.shared_volume.evaluate).
 
-Each row builds a ClusterView from NodeReport protobufs the way the collector holds
+Each row builds an Evidence from NodeReport protobufs the way the collector holds
 them after ingest, with the shipped runai-2020 profile (marker_max_age 5 minutes), and
 states the verdict an operator should see: status, words the reason must contain and
 exactly which nodes the verdict names.
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from collector.rules import shared_volume
-from collector.rules.model import ClusterView, Status
-from collector.state import NodeEntry, StateSnapshot
+from collector.rules.model import Evidence, Status
+from collector.state import AgentReports, NodeEntry
 from preflight.profile import Profile, load_profile
 from preflight.v1 import report_pb2 as pb
 
@@ -82,8 +82,8 @@ def entry(name: str, *mounts: Mount, up: bool = True) -> NodeEntry:
     )
 
 
-def view(nodes: list[NodeEntry], profile: Profile = PROFILE) -> ClusterView:
-    state = StateSnapshot(
+def view(nodes: list[NodeEntry], profile: Profile = PROFILE) -> Evidence:
+    state = AgentReports(
         taken_at=NOW,
         nodes=tuple(sorted(nodes, key=lambda n: n.name)),
         stale_after_seconds=90.0,
@@ -92,7 +92,7 @@ def view(nodes: list[NodeEntry], profile: Profile = PROFILE) -> ClusterView:
         rejected=(),
         version=1,
     )
-    return ClusterView(state=state, profile=profile, now=NOW)
+    return Evidence(state=state, profile=profile, now=NOW)
 
 
 def pair(a: Mount, b: Mount) -> list[NodeEntry]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.kube.view import KubeView
+from collector.kube.facts import KubeFacts
 from collector.rules import (
     agent_coverage,
     cluster_ready,
@@ -53,7 +53,7 @@ def test_kubernetes_version_old_kubelets_fail_and_are_named() -> None:
 
 
 def test_kubernetes_backed_rules_are_unknown_with_the_api_error() -> None:
-    kube = KubeView(error="Kubernetes API forbids listing nodes (403)")
+    kube = KubeFacts(error="Kubernetes API forbids listing nodes (403)")
     for rule in (kubernetes_version, control_plane_hardware):
         verdict = rule.evaluate(view(kube=kube))
         assert verdict.status == "unknown" and "403" in verdict.reason
@@ -126,7 +126,7 @@ def test_managed_control_plane_passes() -> None:
     ],
 )
 def test_gpu_nodes(
-    entries: list[object], kube: KubeView | None, status: str, named: tuple[str, ...]
+    entries: list[object], kube: KubeFacts | None, status: str, named: tuple[str, ...]
 ) -> None:
     verdict = gpu_nodes.evaluate(view(*(entry(r) for r in entries), kube=kube))  # type: ignore[arg-type]
     assert verdict.status == status, verdict.reason

@@ -7,16 +7,16 @@ from typing import Any
 
 import pytest
 
-from collector.kube.platform_view import (
+from collector.kube.facts import KubeFacts, KubeNode
+from collector.kube.platform_facts import (
     OK,
     ClusterPolicyInfo,
     IngressClassInfo,
     OperatorDeploymentInfo,
-    PlatformView,
+    PlatformFacts,
     ReadOutcome,
     StorageClassInfo,
 )
-from collector.kube.view import KubeNode, KubeView
 from collector.rules import (
     RULES,
     clock_sync,
@@ -31,7 +31,7 @@ from collector.rules import (
     prometheus_stack,
     system_nodes,
 )
-from collector.rules.model import ClusterView
+from collector.rules.model import Evidence
 from preflight.profile import Profile, load_profile
 from tests.support.builders import NOW, entry, kube_node, report, view
 
@@ -83,8 +83,8 @@ def gpu(name: str, labels: tuple[tuple[str, str], ...] = GFD) -> KubeNode:
     return node(name, roles=("runai-gpu-worker",), gpus=8, nvidia_labels=labels)
 
 
-def healthy_platform(**changes: Any) -> PlatformView:
-    base = PlatformView(
+def healthy_platform(**changes: Any) -> PlatformFacts:
+    base = PlatformFacts(
         ingress=OK,
         ingress_classes=(IngressClassInfo("nginx", "k8s.io/ingress-nginx", True),),
         storage=OK,
@@ -121,10 +121,10 @@ def cluster_view(
     *,
     nodes: tuple[KubeNode, ...] = HEALTHY_NODES,
     version: str = "v1.34.2",
-    platform: PlatformView | None = None,
+    platform: PlatformFacts | None = None,
     reports: tuple[Any, ...] = (),
-) -> ClusterView:
-    kube = KubeView(
+) -> Evidence:
+    kube = KubeFacts(
         server_version=version,
         nodes=nodes,
         error=None,
@@ -497,7 +497,7 @@ def test_kubernetes_backed_rules_are_unknown_standalone(requirement: str) -> Non
 
 
 def test_platform_rules_without_platform_reads_are_unknown() -> None:
-    kube = KubeView(server_version="v1.34.2", nodes=HEALTHY_NODES, error=None, fetched_at=NOW)
+    kube = KubeFacts(server_version="v1.34.2", nodes=HEALTHY_NODES, error=None, fetched_at=NOW)
     unread = dataclasses.replace(view(kube=kube), profile=P225)
     for rule in (gpu_operator, ingress_controller, prometheus_stack, default_storage_class):
         verdict = rule.evaluate(unread)
@@ -568,7 +568,7 @@ def probed(name: str, *, reason: str = "", not_after_days: float | None = 80.0) 
     return entry(message)
 
 
-def domain_view(*entries: Any, domain: str = "runai.corp.example") -> ClusterView:
+def domain_view(*entries: Any, domain: str = "runai.corp.example") -> Evidence:
     return dataclasses.replace(cluster_view(reports=entries), cluster_domain=domain)
 
 

@@ -1,15 +1,15 @@
-"""Status page rendering from CollectorView values: banner, requirements, egress cells, totals,
+"""Status page rendering from Published values: banner, requirements, egress cells, totals,
 stale nodes, and that nothing an agent sent can become markup."""
 
 from __future__ import annotations
 
 import re
 
-from collector.kube.view import KubeNode, KubeView
+from collector.kube.facts import KubeFacts, KubeNode
+from collector.published import Published
 from collector.rules import cluster_ready, evaluate_all
-from collector.rules.model import ClusterView, Verdict
+from collector.rules.model import Evidence, Verdict
 from collector.statuspage import render_status_page
-from collector.view import CollectorView
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
 from tests.support.samples import (
@@ -47,7 +47,7 @@ VERDICTS = (
 )
 
 
-def cluster_view(**kw: object) -> CollectorView:
+def cluster_view(**kw: object) -> Published:
     return view([entry(r) for r in cluster_reports()], VERDICTS, **kw)  # type: ignore[arg-type]
 
 
@@ -156,7 +156,7 @@ def test_capacity_uses_kubernetes_allocatable_and_lists_nodes_without_agent() ->
             ready=True,
         )
 
-    kube = KubeView(
+    kube = KubeFacts(
         server_version="v1.17.3",
         nodes=(kube_node("gpu-node-1", 8), kube_node("gpu-node-2", 7), kube_node("lonely", 0)),
         error=None,
@@ -247,8 +247,8 @@ def test_with_the_real_rules_and_profile() -> None:
     """The page renders what the collector's own rules say about the sample cluster."""
     entries = [entry(r) for r in cluster_reports()]
     state = view(entries).state
-    verdicts = evaluate_all(ClusterView(state=state, profile=load_profile("runai-2020"), now=NOW))
-    data = CollectorView(
+    verdicts = evaluate_all(Evidence(state=state, profile=load_profile("runai-2020"), now=NOW))
+    data = Published(
         state=state, verdicts=tuple(verdicts), ready=tuple(cluster_ready(verdicts).items())
     )
     doc = parse(render_status_page(data))

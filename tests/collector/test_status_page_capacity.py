@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collector.capacity import REASON_DRIVER_DIFFERS, REASON_VERSION_MISMATCH, gpu_capacity
+from collector.published import Published
 from collector.state import NodeEntry
 from collector.statuspage import render_status_page
-from collector.view import CollectorView
 from tests.support.builders import entry
 from tests.support.capacity_cluster import A100, H100, capacity_reports, capacity_view
 from tests.support.samples import Element, parse
 
 
-def view() -> CollectorView:
+def view() -> Published:
     return capacity_view(entries())
 
 

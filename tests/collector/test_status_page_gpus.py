@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.kube.view import KubeView
+from collector.kube.facts import KubeFacts
 from collector.rules import gpu_nodes
-from collector.rules.model import ClusterView, Verdict
+from collector.rules.model import Evidence, Verdict
 from collector.statuspage import render_status_page
 from tests.support.builders import PROFILE, cluster, kube_node
 from tests.support.gpu_reports import gpu_report
@@ -24,16 +24,16 @@ def red(cells: list[Any]) -> int:
     return sum("bad" in c.attrs.get("class", "") for c in cells)
 
 
-def judged_page(entries: list[Any], kube: KubeView) -> str:
+def judged_page(entries: list[Any], kube: KubeFacts) -> str:
     """The page with the verdict the real rule gives for these entries."""
     plain = view(entries, kube=kube)
     verdict = gpu_nodes.evaluate(
-        ClusterView(state=plain.state, profile=PROFILE, now=plain.state.taken_at, kube=kube)
+        Evidence(state=plain.state, profile=PROFILE, now=plain.state.taken_at, kube=kube)
     )
     return render_status_page(view(entries, (verdict,), kube=kube))
 
 
-def kube(**allocatable: int) -> KubeView:
+def kube(**allocatable: int) -> KubeFacts:
     return cluster("v1.17.0", *(kube_node(n, gpus=g) for n, g in allocatable.items()))
 
 

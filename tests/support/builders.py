@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from collector.kube.view import KubeNode, KubeView
-from collector.rules.model import ClusterView
-from collector.state import NodeEntry, StateSnapshot
+from collector.kube.facts import KubeFacts, KubeNode
+from collector.rules.model import Evidence
+from collector.state import AgentReports, NodeEntry
 from preflight.enums import REASONS
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
@@ -83,8 +83,8 @@ def kube_node(
     )
 
 
-def view(*entries: NodeEntry, kube: KubeView | None = None, heartbeat: float = 30.0) -> ClusterView:
-    state = StateSnapshot(
+def view(*entries: NodeEntry, kube: KubeFacts | None = None, heartbeat: float = 30.0) -> Evidence:
+    state = AgentReports(
         taken_at=NOW,
         nodes=tuple(sorted(entries, key=lambda e: e.name)),
         stale_after_seconds=heartbeat * 3,
@@ -93,11 +93,11 @@ def view(*entries: NodeEntry, kube: KubeView | None = None, heartbeat: float = 3
         rejected=(),
         version=1,
     )
-    return ClusterView(state=state, profile=PROFILE, now=NOW, kube=kube or KubeView())
+    return Evidence(state=state, profile=PROFILE, now=NOW, kube=kube or KubeFacts())
 
 
-def cluster(version: str, *nodes: KubeNode) -> KubeView:
-    return KubeView(server_version=version, nodes=nodes, error=None, fetched_at=NOW)
+def cluster(version: str, *nodes: KubeNode) -> KubeFacts:
+    return KubeFacts(server_version=version, nodes=nodes, error=None, fetched_at=NOW)
 
 
 def ts(seconds: float) -> Timestamp:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pynvml
 
+from collector.published import Published
 from collector.state import NodeEntry
-from collector.view import CollectorView
 from preflight.v1 import report_pb2 as pb
 from tests.support.builders import view
 from tests.support.gpu_reports import gpu_report
@@ -71,6 +71,6 @@ def capacity_reports() -> list[pb.NodeReport]:
     ]
 
 
-def capacity_view(entries: tuple[NodeEntry, ...]) -> CollectorView:
+def capacity_view(entries: tuple[NodeEntry, ...]) -> Published:
     """What the status page renders for `entries` (no verdicts: the page's capacity only)."""
-    return CollectorView(state=view(*entries).state, verdicts=(), ready=())
+    return Published(state=view(*entries).state, verdicts=(), ready=())

@@ -12,10 +12,10 @@ from html.parser import HTMLParser
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from collector.kube.view import STANDALONE, KubeView
+from collector.kube.facts import STANDALONE, KubeFacts
+from collector.published import Published
 from collector.rules.model import Verdict
-from collector.state import NodeEntry, StateSnapshot
-from collector.view import CollectorView
+from collector.state import AgentReports, NodeEntry
 from preflight.plan import plan_from_profile
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
@@ -280,9 +280,9 @@ def view(
     entries: list[NodeEntry],
     verdicts: tuple[Verdict, ...] = (),
     ready: tuple[tuple[str, bool], ...] = (("install", False), ("runtime", True)),
-    kube: KubeView | None = None,
-) -> CollectorView:
-    state = StateSnapshot(
+    kube: KubeFacts | None = None,
+) -> Published:
+    state = AgentReports(
         taken_at=NOW,
         nodes=tuple(sorted(entries, key=lambda e: e.name)),
         stale_after_seconds=90,
@@ -291,4 +291,4 @@ def view(
         rejected=(),
         version=1,
     )
-    return CollectorView(state=state, verdicts=verdicts, ready=ready, kube=kube or STANDALONE)
+    return Published(state=state, verdicts=verdicts, ready=ready, kube=kube or STANDALONE)

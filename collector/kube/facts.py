@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from collector.kube.platform_view import PlatformView
+from collector.kube.platform_facts import PlatformFacts
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class KubeNode:
 
 
 @dataclass(frozen=True)
-class KubeView:
+class KubeFacts:
     """The latest successful read, or why there is none.
 
     `error` set means the API could not be read (unreachable, forbidden, standalone):
@@ -48,11 +48,11 @@ class KubeView:
     fetched_at: float = 0.0
     # The cluster add-ons (ingress, storage, GPU Operator, Prometheus, OpenShift) read beside
     # the nodes; None when not read (standalone, or a source without platform reads).
-    platform: PlatformView | None = None
+    platform: PlatformFacts | None = None
 
     @property
     def available(self) -> bool:
         return self.error is None
 
 
-STANDALONE = KubeView()
+STANDALONE = KubeFacts()

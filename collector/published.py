@@ -1,6 +1,6 @@
 """One immutable view of the collector at an instant: what every output renders from.
 
-/metrics, the JSON API and the status page all read a CollectorView; none of them
+/metrics, the JSON API and the status page all read a Published; none of them
 touches live state, so rendering can run in a worker thread.
 """
 
@@ -9,20 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from collector.isolation import FaultLog
-from collector.kube.view import STANDALONE, KubeView
+from collector.kube.facts import STANDALONE, KubeFacts
 from collector.plan import PlanIndex
 from collector.rules import PHASE_REQUIREMENTS
 from collector.rules.model import Verdict
-from collector.state import StateSnapshot
+from collector.state import AgentReports
 from preflight.mirrors import Mirror
 
 
 @dataclass(frozen=True)
-class CollectorView:
-    state: StateSnapshot
+class Published:
+    state: AgentReports
     verdicts: tuple[Verdict, ...]
     ready: tuple[tuple[str, bool], ...]  # (phase, ready) for install and runtime
-    kube: KubeView = STANDALONE
+    kube: KubeFacts = STANDALONE
     profile_name: str = "runai-2020"
     # Which probe plan version each node should run (for "outdated plan").
     plans: PlanIndex = field(default_factory=PlanIndex)

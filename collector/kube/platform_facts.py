@@ -78,7 +78,7 @@ class OperatorDeploymentInfo:
 
 
 @dataclass(frozen=True)
-class PlatformView:
+class PlatformFacts:
     ingress: ReadOutcome = NOT_READ
     ingress_classes: tuple[IngressClassInfo, ...] = ()
     storage: ReadOutcome = NOT_READ
