@@ -128,7 +128,10 @@ def evaluate(view: Evidence) -> Verdict:
         return Verdict(REQUIREMENT, "unknown", "no agent has reported recently")
     if not paths:
         return Verdict(
-            REQUIREMENT, "unknown", "no shared volume configured (agent mounts.volumes is empty)"
+            REQUIREMENT,
+            "unknown",
+            "no shared volume configured (profile shared_volume.paths and agent "
+            "mounts.volumes are empty)",
         )
     failures: list[str] = []
     warnings: list[str] = []

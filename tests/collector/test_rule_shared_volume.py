@@ -121,7 +121,7 @@ CASES = [
         "no volumes configured",
         [entry("node-a"), entry("node-b")],
         "unknown",
-        ("no shared volume configured", "mounts.volumes"),
+        ("no shared volume configured", "shared_volume.paths", "mounts.volumes"),
     ),
     Case(
         "one node on NFS",
