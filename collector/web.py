@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -210,7 +211,7 @@ class WebApp:
         self.render = render
         self.is_ready = is_ready
         self._metrics = SharedRender(self._render_metrics)
-        self._last_metrics: tuple[object, bytes] | None = None
+        self._last_metrics: tuple[object, tuple[bytes, bytes]] | None = None
         self._page = SharedRender(self._render_page)
         self.app = web.Application()
         self.app.add_routes(
@@ -225,24 +226,34 @@ class WebApp:
             ]
         )
 
-    async def _render_metrics(self) -> bytes:
+    async def _render_metrics(self) -> tuple[bytes, bytes]:
+        """(plain, gzip) bodies: compressed once per render and shared by every scrape."""
         data = self.provide()
         key = _metrics_key(data)
         if self._last_metrics is not None and self._last_metrics[0] == key:
             # Nothing exposed changed: the same bytes again. Under a scrape storm this
             # keeps one body per change (at most one a second) alive, not one per scrape.
             return self._last_metrics[1]
-        body = await asyncio.to_thread(self.render, data)
-        self._last_metrics = (key, body)
-        return body
+        bodies = await asyncio.to_thread(self._render_both, data)
+        self._last_metrics = (key, bodies)
+        return bodies
+
+    def _render_both(self, data: Published) -> tuple[bytes, bytes]:
+        body = self.render(data)
+        # Level 1: ~20x smaller for exposition text at a fraction of level 9's CPU.
+        return body, gzip.compress(body, compresslevel=1, mtime=0)
 
     async def _render_page(self) -> str:
         # ~44 ms per 1000 nodes: off the event loop, so gRPC ingest never waits on it.
         return await asyncio.to_thread(render_status_page, self.provide())
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
-        body = await self._metrics.get()
-        return await _stream(request, body, CONTENT_TYPE_LATEST)
+        plain, gzipped = await self._metrics.get()
+        # Prometheus asks for gzip: the shared compressed body means 200 scrapers write
+        # ~1/20 of the bytes, and the event loop (which answers /healthz) stays free.
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            return await _stream(request, gzipped, CONTENT_TYPE_LATEST, encoding="gzip")
+        return await _stream(request, plain, CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -292,10 +303,19 @@ class WebApp:
 
 
 async def _stream(
-    request: web.Request, body: bytes, content_type: str, compress: bool = False
+    request: web.Request,
+    body: bytes,
+    content_type: str,
+    compress: bool = False,
+    encoding: str | None = None,
 ) -> web.StreamResponse:
-    """Writes `body` piece by piece, waiting for each to drain (see WRITE_CHUNK_BYTES)."""
-    response = web.StreamResponse(headers={"Content-Type": content_type})
+    """Writes `body` piece by piece, waiting for each to drain (see WRITE_CHUNK_BYTES).
+
+    `encoding` names how `body` is already encoded (sent as Content-Encoding, as is)."""
+    headers = {"Content-Type": content_type, "Vary": "Accept-Encoding"}
+    if encoding is not None:
+        headers["Content-Encoding"] = encoding
+    response = web.StreamResponse(headers=headers)
     if compress:
         response.enable_compression()
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 import threading
 from collections.abc import AsyncIterator
@@ -101,3 +102,18 @@ async def test_concurrent_scrapes_share_one_render(collector: CollectorService) 
         assert response.status == 200
         assert 'preflight_agent_up{node="node-b"} 1.0' in await response.text()
     assert calls == 2
+
+
+async def test_gzip_scrapes_get_the_shared_compressed_body(collector: CollectorService) -> None:
+    await send(collector, report(name="node-a"))
+    url = f"http://127.0.0.1:{collector.http_port}/metrics"
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
+            assert response.headers.get("Content-Encoding") == "gzip"
+            compressed = await response.read()
+        async with session.get(url, headers={"Accept-Encoding": "identity"}) as response:
+            assert "Content-Encoding" not in response.headers
+            plain = await response.read()
+    assert b"preflight_agent_up" in plain
+    assert gzip.decompress(compressed) == plain
+    assert len(compressed) * 2 < len(plain)
