@@ -105,7 +105,10 @@ class ReportServicer:
             code, detail, reason = failure or (grpc.StatusCode.UNAUTHENTICATED, "no identity", None)
             if reason is not None:
                 self.state.count_rejection(reason)
-            log.warning("refused report: %s", detail)
+            # The peer is what an operator traces a forged or misconfigured agent by.
+            self._log_throttled(
+                "refused", reason or "unauthenticated", f"{detail} (peer {context.peer()})"
+            )
             await context.abort(code, detail)
             raise AssertionError("unreachable: abort raises")
         node, refusal = self._store(raw, time.time(), identity)
@@ -166,12 +169,15 @@ class ReportServicer:
 
     def _refuse(self, reason: str, detail: str) -> None:
         self.state.count_rejection(reason)
+        self._log_throttled("rejected", reason, detail)
+
+    def _log_throttled(self, verb: str, reason: str, detail: str) -> None:
         # A hostile client can send thousands a second: log each reason at most once per
         # interval (the counter has them all).
         now = time.monotonic()
         if now - self._logged.get(reason, -LOG_EVERY_SECONDS) >= LOG_EVERY_SECONDS:
             self._logged[reason] = now
-            log.warning("rejected report: %s: %s", reason, detail[:500])
+            log.warning("%s report: %s: %s", verb, reason, detail[:500])
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(

@@ -102,3 +102,32 @@ async def test_token_file_mode_over_grpc(tmp_path: Path) -> None:
     snapshot = service.state.snapshot(0)
     assert dict(snapshot.rejected)["unauthenticated"] == 1
     assert [n.name for n in snapshot.nodes] == ["node-a"]
+
+
+async def test_refusals_are_all_counted_but_logged_once_with_the_peer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "token").write_text("s3cret-shared-token")
+    service = CollectorService(
+        _config("127.0.0.1:0", mode="token-file", token_file=tmp_path / "token")
+    )
+    await service.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="collector.ingest"):
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+                stub = pb_grpc.CollectorStub(channel)
+                message = pb.NodeReport(node_name="node-a", instance_id="i", sequence=1)
+                for _ in range(50):
+                    with pytest.raises(grpc.aio.AioRpcError):
+                        await stub.Report(
+                            message, metadata=(("authorization", "Bearer forged-xyz"),)
+                        )
+    finally:
+        await service.stop()
+    assert dict(service.state.snapshot(0).rejected)["unauthenticated"] == 50
+    refused = [r.getMessage() for r in caplog.records if "refused report" in r.getMessage()]
+    # A flood of forged calls must not flood the log: one line per reason and interval.
+    assert len(refused) == 1, refused
+    assert "unauthenticated" in refused[0]
+    assert "peer ipv4:127.0.0.1:" in refused[0], refused[0]
+    assert "forged-xyz" not in refused[0]  # a token is never logged
