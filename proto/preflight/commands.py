@@ -64,6 +64,14 @@ def register(sub: Any) -> None:
     status.add_argument(
         "--wait", type=_duration, metavar="DURATION", help="poll until ready, e.g. 5m"
     )
+    status.add_argument(
+        "--ca-file", type=Path, help="CA bundle for an https:// collector URL (a private CA)"
+    )
+    status.add_argument(
+        "--token-file",
+        type=Path,
+        help="send the token in FILE as a bearer token (https, or a loopback URL, only)",
+    )
     _usage_exits_3(status)
 
 
@@ -111,7 +119,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from preflight.status import DEFAULT_COLLECTOR, poll
+    from preflight.status import DEFAULT_COLLECTOR, Access, poll
 
     collector = args.collector or DEFAULT_COLLECTOR
 
@@ -123,7 +131,8 @@ def _status(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    outcome = poll(collector, args.wait, on_wait=waiting)
+    access = Access(ca_file=args.ca_file, token_file=args.token_file)
+    outcome = poll(collector, args.wait, on_wait=waiting, access=access)
     return emit(outcome, args.format, args.output)
 
 

@@ -1,6 +1,7 @@
 """`preflight status`: a running collector's verdicts as the same table, for a CI/CD gate.
 
-Reads `/api/v1/verdicts` (read-only, no credentials) and ends in the same `Outcome` as
+Reads `/api/v1/verdicts` (read-only; no credentials unless the collector sits behind an
+HTTPS proxy that asks for them: `--ca-file`, `--token-file`) and ends in the same `Outcome` as
 `preflight check`, so the table, the JSON and the exit codes are identical. With
 `--wait DURATION` it polls until the cluster is ready (nothing fails or is unknown:
 exit 0 or 1) or the time is up, then reports the last answer; a collector that never
@@ -9,12 +10,17 @@ answered is exit 3 with the reason.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from preflight.table import STATUSES, Outcome, Row
 
@@ -36,12 +42,63 @@ def verdicts_url(collector: str) -> str:
     return f"{base}/api/v1/verdicts"
 
 
-def fetch(collector: str, timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
-    url = verdicts_url(collector)
-    # The collector is in-cluster or local: never through an egress proxy.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+@dataclass(frozen=True)
+class Access:
+    """How to reach a collector behind an HTTPS proxy: a private CA, a bearer token."""
+
+    ca_file: Path | None = None
+    token_file: Path | None = None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
     try:
-        with opener.open(url, timeout=timeout) as response:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _request(url: str, access: Access) -> urllib.request.Request:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if access.token_file is not None:
+        parts = urlsplit(url)
+        # A bearer token over plain HTTP beyond this machine is a token given away.
+        if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
+            raise Unavailable(
+                f"refusing to send the token of --token-file over plain HTTP to {url}"
+            )
+        try:
+            token = access.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise Unavailable(f"cannot read --token-file {access.token_file}: {error}") from None
+        if not token:
+            raise Unavailable(f"--token-file {access.token_file} is empty")
+        request.add_header("Authorization", f"Bearer {token}")
+    return request
+
+
+def _opener(access: Access) -> urllib.request.OpenerDirector:
+    # The collector is in-cluster or local: never through an egress proxy.
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if access.ca_file is not None:
+        try:
+            context = ssl.create_default_context(cafile=str(access.ca_file))
+        except (OSError, ssl.SSLError) as error:
+            raise Unavailable(f"cannot read --ca-file {access.ca_file}: {error}") from None
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers)
+
+
+def fetch(
+    collector: str, timeout: float = REQUEST_TIMEOUT, access: Access | None = None
+) -> dict[str, Any]:
+    url = verdicts_url(collector)
+    access = access or Access()
+    request = _request(url, access)
+    opener = _opener(access)
+    try:
+        with opener.open(request, timeout=timeout) as response:
             body = response.read(MAX_BYTES + 1)
     except urllib.error.HTTPError as error:
         raise Unavailable(f"{url} answered HTTP {error.code}") from None
@@ -112,12 +169,13 @@ def poll(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     on_wait: Callable[[Outcome], None] | None = None,
+    access: Access | None = None,
 ) -> Outcome:
     """One answer, or with `wait` the first ready one (exit ≤ 1) within `wait` seconds."""
     deadline = clock() + (wait or 0.0)
     while True:
         try:
-            outcome = outcome_from(fetch(collector), collector)
+            outcome = outcome_from(fetch(collector, access=access), collector)
         except Unavailable as error:
             outcome = unavailable_outcome(collector, str(error))
         if wait is None or outcome.exit_code <= 1 or clock() >= deadline:

@@ -11,12 +11,17 @@ code: 0 passing, 1 warning, 2 failing, 3 unknown (standalone) or unreachable, an
 from __future__ import annotations
 
 import asyncio
+import http.server
+import ssl
+import threading
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc.aio
 import pytest
+import trustme
 import yaml
 
 from preflight.v1 import report_pb2 as pb
@@ -217,3 +222,87 @@ async def test_unreachable_collector_and_bad_usage_exit_3(tmp_path: Path) -> Non
     assert row["status"] == "unknown" and "collector unreachable" in row["reason"]
     ran = await status(url, "--wait", "soon", tmp=tmp_path)
     assert ran.code == 3 and "expected a duration" in ran.stderr
+
+
+class AuthenticatingProxy:
+    """A real HTTPS reverse proxy (private CA) that forwards only with the right bearer token."""
+
+    def __init__(self, ca: trustme.CA, upstream: str, token: str) -> None:
+        self.seen: list[str] = []
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                given = self.headers.get("Authorization", "")
+                outer.seen.append(given)
+                if given != f"Bearer {token}":
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                plain = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                with plain.open(upstream + self.path, timeout=10) as answer:
+                    body = answer.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"https://localhost:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+async def test_collector_behind_an_https_proxy_with_a_private_ca_and_a_token(
+    kube_collector: Collector, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    token_file = tmp_path / "token"
+    token_file.write_text("status-reader-token\n")
+    proxy = AuthenticatingProxy(ca, kube_collector.url, "status-reader-token")
+    try:
+        await kube_collector.send()
+        assert (await until(kube_collector, 0)).code == 0
+        tmp = kube_collector.tmp
+        ran = await status(
+            proxy.url, "--ca-file", str(ca_file), "--token-file", str(token_file), tmp=tmp
+        )
+        assert ran.code == 0, ran.stdout + ran.stderr
+        assert "result: PASS" in ran.stdout
+        assert proxy.seen[-1] == "Bearer status-reader-token"
+        # The system trust store does not know the private CA: unknown, the reason named.
+        ran = await status(proxy.url, "--token-file", str(token_file), "--format", "json", tmp=tmp)
+        assert ran.code == 3
+        assert "CERTIFICATE_VERIFY_FAILED" in ran.json()["requirements"][0]["reason"]
+        # Without the token the proxy answers 401: unknown, exit 3, never a pass.
+        ran = await status(proxy.url, "--ca-file", str(ca_file), "--format", "json", tmp=tmp)
+        assert ran.code == 3
+        assert "answered HTTP 401" in ran.json()["requirements"][0]["reason"]
+        assert proxy.seen[-1] == ""
+    finally:
+        proxy.stop()
+
+
+async def test_token_never_sent_over_plain_http_beyond_loopback(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("secret-token-value")
+    # .invalid never resolves: nothing leaves this machine even if the refusal regressed.
+    url = "http://collector.invalid:9750"
+    ran = await status(url, "--token-file", str(token_file), "--format", "json", tmp=tmp_path)
+    assert ran.code == 3
+    reason = ran.json()["requirements"][0]["reason"]
+    assert "refusing to send the token of --token-file over plain HTTP" in reason
+    assert "secret-token-value" not in ran.stdout + ran.stderr
