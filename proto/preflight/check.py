@@ -21,7 +21,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -41,6 +41,7 @@ from collector.kube.platform import read_platform
 from collector.rules import PLATFORM_REQUIREMENTS, RULES, cluster_ready
 from collector.rules.model import Evidence, Verdict
 from collector.state import ClusterState, Rejected
+from preflight.mirrors import Mirror
 from preflight.plan import plan_from_profile
 from preflight.profile import Profile
 from preflight.table import Outcome, Row
@@ -55,7 +56,12 @@ NOT_JUDGED = {
 PROBES = tuple(k.name for k in KINDS)
 
 
-def plan_for(agent: AgentConfig, profile: Profile, cluster_domain: str = "") -> AgentPlan:
+def plan_for(
+    agent: AgentConfig,
+    profile: Profile,
+    cluster_domain: str = "",
+    mirrors: Sequence[Mirror] = (),
+) -> AgentPlan:
     """The probe plan of `profile` for this machine, merged with the agent config's own.
 
     The same merge an agent applies to the plan a collector sends (agent.plan): targets
@@ -63,7 +69,7 @@ def plan_for(agent: AgentConfig, profile: Profile, cluster_domain: str = "") -> 
     added. This machine counts as a system node, so `system`-scoped targets (and the
     cluster domain, when given) are probed.
     """
-    plan = plan_from_profile(profile, system=True, cluster_domain=cluster_domain)
+    plan = plan_from_profile(profile, system=True, cluster_domain=cluster_domain, mirrors=mirrors)
     return AgentPlan(agent, initial=plan)
 
 
@@ -177,6 +183,7 @@ def judge(
     now: float,
     config: AgentConfig,
     cluster_domain: str = "",
+    mirrors: Sequence[Mirror] = (),
 ) -> tuple[list[Verdict], list[str]]:
     """The collector's rules over a state that holds this one report."""
     state = ClusterState(
@@ -197,6 +204,7 @@ def judge(
         now=now,
         kube=kube,
         cluster_domain=cluster_domain,
+        mirror_of=tuple((m.target, m.address) for m in mirrors),
     )
     # The requirements the profile judges (collector.rules.evaluate_all), in RULES order.
     wanted = profile.requirement_phases()
@@ -216,10 +224,11 @@ async def run_check(
     progress_stream: IO[str] = sys.stderr,
     show_progress: bool = True,
     kube_configuration: Any = None,
+    mirrors: Sequence[Mirror] = (),
 ) -> Outcome:
     config = agent
     node = resolve_node_name(node_name, config)
-    probes = default_probes(config, node, plan_for(config, profile, cluster_domain))
+    probes = default_probes(config, node, plan_for(config, profile, cluster_domain, mirrors))
     longest = max(bound.deadline for bound in probes.probes.values())
     progress = Progress(progress_stream, longest, show_progress)
     source = kube_source(kubeconfig, profile, kube_configuration)
@@ -250,7 +259,8 @@ async def run_check(
     )
     now = time.time()
     report.sent_at.FromNanoseconds(int(now * 1e9))
-    verdicts, notes = judge(report, profile, kube, now, config, cluster_domain)
+    verdicts, notes = judge(report, profile, kube, now, config, cluster_domain, mirrors)
+    notes.extend(f"{m.target} probed at its mirror {m.address} (was {m.origin})" for m in mirrors)
     notes.extend(
         f"probe {f.probe} produced nothing: {f.message}" + (" (deadline)" if f.timed_out else "")
         for f in report.probe_errors

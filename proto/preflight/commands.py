@@ -51,6 +51,13 @@ def register(sub: Any) -> None:
         default="",
         help="the Run:ai cluster domain to probe and judge (profiles with cluster_domain_tls)",
     )
+    check.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="TARGET=HOST[:PORT]",
+        help="probe a profile target at an internal mirror, as the collector's `mirrors` does",
+    )
     check.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     _usage_exits_3(check)
     status = sub.add_parser(
@@ -94,11 +101,13 @@ def emit(outcome: Outcome, output_format: str, output: Path | None) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from preflight.check import load_check_agent_config, run_check
+    from preflight.mirrors import resolve_mirrors
     from preflight.profile import load_profile
 
     try:
         profile = load_profile(args.profile)
         agent = load_check_agent_config(args.config, args.host_root)
+        mirrors = resolve_mirrors(profile, _mirror_arguments(args.mirror))
     except ConfigError as error:
         print(f"preflight check: config error:\n{error}", file=sys.stderr)
         return EXIT_USAGE
@@ -113,9 +122,23 @@ def _check(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig,
             cluster_domain=args.cluster_domain,
             show_progress=not args.quiet,
+            mirrors=mirrors,
         )
     )
     return emit(outcome, args.format, args.output)
+
+
+def _mirror_arguments(values: list[str]) -> dict[str, str]:
+    """`--mirror TARGET=HOST[:PORT]` options as the collector's `mirrors` mapping."""
+    mirrors: dict[str, str] = {}
+    for value in values:
+        target, sep, address = value.partition("=")
+        if not sep or not target.strip() or not address.strip():
+            raise ConfigError(f"--mirror {value!r}: expected TARGET=HOST[:PORT]")
+        if target.strip() in mirrors:
+            raise ConfigError(f"--mirror {value!r}: target {target.strip()!r} given twice")
+        mirrors[target.strip()] = address.strip()
+    return mirrors
 
 
 def _status(args: argparse.Namespace) -> int:

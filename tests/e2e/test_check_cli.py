@@ -44,7 +44,7 @@ class Machine:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        ca = trustme.CA()
+        self.ca = ca = trustme.CA()
         self.ca_file = tmp / "ca.pem"
         ca.cert_pem.write_to_path(str(self.ca_file))
         self.servers = {name: HttpsServer(ca) for name in ("charts", "registry", "telemetry")}
@@ -259,3 +259,46 @@ async def test_a_newer_profile_judges_its_own_requirements(machine: Machine) -> 
     assert {r["requirement"] for r in doc["requirements"]} == wanted
     assert doc["profile"] == "runai-2.18"
     assert ran.code == doc["exit_code"] and ran.code in (2, 3)
+
+
+async def test_mirror_probes_a_target_at_its_internal_address(
+    machine: Machine, api: FakeApi
+) -> None:
+    api.nodes = node_list({NODE: 8})
+    kubeconfig = write_kubeconfig(machine.tmp / "kubeconfig", api.host)
+    machine.servers["registry"].stop()  # the profile's address refuses: an air-gapped site
+    mirror = HttpsServer(machine.ca)
+    try:
+        ran = await machine.check(
+            "--format",
+            "json",
+            "--quiet",
+            "--mirror",
+            f"registry=localhost:{mirror.port}",
+            kubeconfig=kubeconfig,
+        )
+        assert ran.code == 0, ran.stdout + ran.stderr
+        doc = ran.json()
+        assert f"registry probed at its mirror localhost:{mirror.port}" in " ".join(doc["notes"])
+        # The target keeps its profile name; only where it is probed changed.
+        probed = {e["target"]: e for e in doc["report"]["egress"]}
+        assert probed["registry"]["outcome"] == "OUTCOME_UP"
+    finally:
+        mirror.stop()
+    # The mirror down: the failure names the mirror, not the profile's address.
+    ran = await machine.check(
+        "--format",
+        "json",
+        "--quiet",
+        "--mirror",
+        f"registry=localhost:{mirror.port}",
+        kubeconfig=kubeconfig,
+    )
+    assert ran.code == 2, ran.stdout + ran.stderr
+    failing = next(r for r in ran.json()["requirements"] if r["status"] == "fail")
+    assert f"registry (mirror localhost:{mirror.port})" in failing["reason"]
+    # A target the profile does not have, or no address: a usage error, nothing probed.
+    ran = await machine.check("--mirror", "nosuch=registry.corp:5000")
+    assert ran.code == 3 and "no target 'nosuch' in profile local-test" in ran.stderr
+    ran = await machine.check("--mirror", "registry")
+    assert ran.code == 3 and "expected TARGET=HOST[:PORT]" in ran.stderr
