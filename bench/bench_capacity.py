@@ -19,8 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import collector.statuspage as statuspage
+from collector.concerns import PAGE, Page
+from collector.concerns.capacity import GPU_CAPACITY
 from collector.exposition import Exposition
+from collector.statuspage import render_status_page
 from tests.support.builders import entry
 from tests.support.capacity_cluster import capacity_reports, capacity_view
 
@@ -45,14 +47,10 @@ def main() -> None:
         report.node_name = f"node-{i:05d}"
         entries.append(entry(report))
     view = capacity_view(tuple(entries))
-    section = statuspage._gpu_capacity
-    page = best(lambda: statuspage.render_status_page(view))
-    statuspage._gpu_capacity = lambda data: ""  # type: ignore[assignment]
-    try:
-        without = best(lambda: statuspage.render_status_page(view))
-    finally:
-        statuspage._gpu_capacity = section
-    alone = best(lambda: section(view))
+    others = tuple(s for s in PAGE if s is not GPU_CAPACITY)
+    page = best(lambda: render_status_page(view))
+    without = best(lambda: render_status_page(view, others))
+    alone = best(lambda: GPU_CAPACITY.render(Page(view, {}, ()), view.state.nodes))
     metrics = best(lambda: Exposition().render(view), 3)
     lines = Exposition().render(view).count(b"\n")
     print(f"{args.nodes} GPU nodes (8 GPUs each)")

@@ -42,13 +42,13 @@ import grpc.aio
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from collector import exposition
+from collector.concerns.egress import node_cert_expiries
 from collector.config import CollectorConfig, LimitsConfig, ListenConfig
 from collector.exposition import (
     FAMILIES,
     Exposition,
     Family,
     cluster_samples,
-    node_cert_expiries,
     node_samples,
 )
 from collector.published import Published

@@ -12,14 +12,13 @@ from aiohttp import web
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from collector.concerns import CONCERNS, NodeJson
+from collector.concerns.cluster import verdict_json
 from collector.exposition import render
 from collector.plan import PlanIndex
 from collector.published import Published
-from collector.rules.model import Verdict
 from collector.state import NodeEntry
 from collector.statuspage import render_status_page
-from preflight.enums import PHASES, PLAN_SOURCES, REASONS
-from preflight.v1 import report_pb2 as pb
 
 # Returns the current exposition input (state snapshot + verdicts), computed on demand.
 ViewProvider = Callable[[], Published]
@@ -36,6 +35,9 @@ WRITE_CHUNK_BYTES = 256 * 1024
 _dumps = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
 
 T = TypeVar("T")
+# Each concern's fields of the node JSON, in registry order.
+_SUMMARY = tuple(c.summary for c in CONCERNS if c.summary is not None)
+_DETAIL = tuple(c.detail for c in CONCERNS if c.detail is not None)
 
 
 class SharedRender(Generic[T]):
@@ -63,72 +65,13 @@ class SharedRender(Generic[T]):
             self._inflight = None
 
 
-def verdict_json(v: Verdict) -> dict[str, Any]:
-    return {
-        "requirement": v.requirement,
-        "status": v.status,
-        "reason": v.reason,
-        "nodes": list(v.nodes),
-        "targets": list(v.targets),
-        "since": v.since,
-    }
-
-
-def plan_json(report: pb.NodeReport, plans: PlanIndex, node: str) -> dict[str, Any]:
-    """The plan the node probes, whether it is the current one, and its local changes."""
-    # EnumNames, not PlanSource.Name: a newer agent's value is "unknown", never a ValueError.
-    source = PLAN_SOURCES.name(report.plan_source) or "unspecified"
-    return {
-        "version": report.plan_version,
-        "expected_version": plans.version_for(node),
-        "outdated": plans.outdated(node, report.plan_version),
-        "source": source,
-        "local_targets": list(report.local_targets),
-        "local_volumes": list(report.local_volumes),
-    }
-
-
 def node_summary(node: NodeEntry, now: float, plans: PlanIndex | None = None) -> dict[str, Any]:
-    report = node.report
-    return {
-        "node": node.name,
-        "up": node.up,
-        "first_seen": node.first_seen,
-        "last_report": node.received_at,
-        "last_report_age_seconds": round(now - node.received_at, 3),
-        "clock_skew_seconds": round(node.clock_skew_seconds, 3),
-        "agent_version": report.agent_version,
-        "egress": {
-            e.target: "up" if e.outcome == pb.OUTCOME_UP else REASONS.name(e.reason)
-            for e in report.egress
-        },
-        "plan": plan_json(report, plans or PlanIndex(), node.name),
-    }
-
-
-def target_json(
-    e: pb.EgressResult, last_success: float | None, mirror: str | None = None
-) -> dict[str, Any]:
-    """One egress result with lower-case enum names, as operators read them.
-
-    `mirror` is the host:port the target is probed at instead (collector setting mirrors).
-    """
-    up = e.outcome == pb.OUTCOME_UP
-    return {
-        "target": e.target,
-        "mirror": mirror,
-        "up": up,
-        "reason": "" if up else REASONS.name(e.reason),
-        "failed_phase": "" if up else PHASES.name(e.failed_phase),
-        "message": e.message,
-        "phases": {PHASES.name(p.phase): p.duration_seconds for p in e.phases},
-        "total_seconds": e.total_seconds,
-        "time_to_first_byte_seconds": e.time_to_first_byte_seconds,
-        "http_status": e.http_status,
-        "proxy_used": e.proxy_used,
-        "proxy": e.proxy,
-        "last_success": last_success,
-    }
+    """A node as /api/v1/nodes lists it: every concern's summary fields."""
+    context = NodeJson(now, plans or PlanIndex())
+    out: dict[str, Any] = {}
+    for fields in _SUMMARY:
+        out.update(fields(node, context))
+    return out
 
 
 def _metrics_key(data: Published) -> object:
@@ -187,13 +130,12 @@ def node_detail(
     plans: PlanIndex | None = None,
     mirror_of: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """A node as /api/v1/nodes/{node} shows it: the summary, every concern's detail fields
+    and the whole report."""
     detail = node_summary(node, now, plans)
-    last_success = dict(node.last_success)
-    mirrors = mirror_of or {}
-    detail["targets"] = [
-        target_json(e, last_success.get(e.target), mirrors.get(e.target))
-        for e in node.report.egress
-    ]
+    context = NodeJson(now, plans or PlanIndex(), mirror_of or {})
+    for fields in _DETAIL:
+        detail.update(fields(node, context))
     detail["report"] = json_format.MessageToDict(
         node.report, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )

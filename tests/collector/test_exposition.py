@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector.concerns.egress import issuer_cn
 from collector.config import LimitsConfig
-from collector.exposition import FAMILIES, Exposition, issuer_cn, render, render_with_client
+from collector.exposition import FAMILIES, Exposition, render, render_with_client
 from collector.kube.facts import KubeFacts, KubeNode
 from collector.kube.platform_facts import (
     OK,

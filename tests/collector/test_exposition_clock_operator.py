@@ -7,15 +7,13 @@ import dataclasses
 
 import pytest
 
-from collector.exposition import (
-    GPU_OPERATOR_INFO,
+from collector.concerns.clock import (
     NODE_CLOCK_ESTIMATED_ERROR,
     NODE_CLOCK_MAX_ERROR,
     NODE_CLOCK_SYNCHRONISED,
-    cluster_samples,
-    gpu_operator_labels,
-    node_samples,
 )
+from collector.concerns.gpu_operator import GPU_OPERATOR_INFO, gpu_operator_labels
+from collector.exposition import cluster_samples, node_samples
 from collector.kube.facts import KubeFacts
 from collector.kube.platform_facts import (
     OK,

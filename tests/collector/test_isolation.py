@@ -18,8 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+import collector.concerns.node as node_concern
 import collector.exposition as exposition
-import collector.statuspage as statuspage
 import collector.web as web
 from collector.config import CollectorConfig, ListenConfig
 from collector.rules import REQUIREMENTS, RULES
@@ -137,14 +137,14 @@ async def test_json_isolates_one_node(
 async def test_status_page_isolates_one_node(
     cluster: CollectorService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = statuspage._gpu_counts
+    original = node_concern._gpu_counts
 
     def fragile(r: pb.NodeReport) -> Any:
         if r.node_name == "poison":
             raise OverflowError("date value out of range")
         return original(r)
 
-    monkeypatch.setattr(statuspage, "_gpu_counts", fragile)
+    monkeypatch.setattr(node_concern, "_gpu_counts", fragile)
     status, page = await get(cluster, "/")
     assert status == 200
     assert 'id="unusable"' in page and "OverflowError" in page
