@@ -21,7 +21,8 @@ from collector.config import KubernetesConfig
 from collector.kube.adapter import STANDALONE_ERROR, KubeSource
 from collector.kube.facts import KubeFacts, KubeNode
 from collector.kube.watcher import KubeWatcher
-from tests.support.kube import FORBIDDEN, NODES, FakeApi, _respond, status, version_info
+from tests.support.kube import FORBIDDEN, NODES, FakeApi, status, version_info
+from tests.support.kube_api import respond, write_kubeconfig
 
 GiB = 2**30
 KiB = 1024
@@ -137,8 +138,8 @@ async def test_node_list_is_paginated(api: FakeApi) -> None:
     def pages(request: kmock.Request) -> Response:
         api.node_requests.append(request)
         if request.params.get("continue") == "page-2":
-            return _respond(200, {"kind": "NodeList", "metadata": {}, "items": items[3:]})
-        return _respond(
+            return respond(200, {"kind": "NodeList", "metadata": {}, "items": items[3:]})
+        return respond(
             200, {"kind": "NodeList", "metadata": {"continue": "page-2"}, "items": items[:3]}
         )
 
@@ -212,7 +213,7 @@ async def test_api_that_never_answers_times_out(api: FakeApi) -> None:
 
     async def hang(request: kmock.Request) -> Response:
         await release.wait()
-        return _respond(200, NODES)
+        return respond(200, NODES)
 
     api.handler["get /api/v1/nodes"] ** 10 << hang
     source = KubeSource(configuration=api.configuration(), request_timeout=0.3)
@@ -243,22 +244,6 @@ async def test_auto_without_anything_is_standalone(tmp_path: Path) -> None:
     view = await source.read()
     assert view.error == STANDALONE_ERROR
     assert not source.standalone  # a kubeconfig may still appear later
-
-
-def write_kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "kmock", "cluster": {"server": server}}],
-                "users": [{"name": "tester", "user": {"token": "not-a-real-token"}}],
-                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester"}}],
-                "current-context": "kmock",
-            }
-        )
-    )
-    return path
 
 
 async def test_kubeconfig_mode_reads_the_file(api: FakeApi, tmp_path: Path) -> None:

@@ -28,10 +28,10 @@ from tests.support.cli_cluster import (
     node_list,
     run_preflight,
     write_agent_config,
-    write_kubeconfig,
     write_profile,
 )
 from tests.support.kube import FakeApi, api, version_info  # noqa: F401
+from tests.support.kube_api import write_kubeconfig
 from tests.support.procs import HttpsServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

@@ -33,9 +33,9 @@ from tests.support.cli_cluster import (
     cli_env,
     node_list,
     run_preflight,
-    write_kubeconfig,
 )
 from tests.support.kube import FakeApi, api, version_info  # noqa: F401
+from tests.support.kube_api import write_kubeconfig
 from tests.support.procs import BIN
 from tests.support.servers import free_port
 

@@ -96,20 +96,6 @@ def node_list(gpus: dict[str, int], kubelet: str = "v1.17.9") -> dict[str, Any]:
     return {**fixture, "items": items}
 
 
-def write_kubeconfig(path: Path, server: str) -> Path:
-    """A kubeconfig for the kmock API at `server`, as an operator's file would look."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "kmock", "cluster": {"server": server}}],
-        "users": [{"name": "tester", "user": {"token": "not-a-real-token"}}],
-        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester"}}],
-        "current-context": "kmock",
-    }
-    path.write_text(json.dumps(config))
-    return path
-
-
 @dataclass
 class Ran:
     code: int

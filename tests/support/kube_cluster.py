@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,7 +21,9 @@ from typing import Any
 
 import kmock
 from kmock import Response  # type: ignore[attr-defined]  # public, missing from __all__
-from kubernetes import client
+
+from tests.support import kube_api
+from tests.support.kube_api import KmockApi, respond, served
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kube" / "runai-2025"
 
@@ -32,33 +33,18 @@ def fixture(name: str) -> Any:
 
 
 def version_info(git: str) -> dict[str, str]:
-    match = re.match(r"v(\d+)\.(\d+)", git)
-    assert match is not None
-    return {
-        "major": match[1],
-        "minor": match[2],
-        "gitVersion": git,
-        "gitCommit": "2c7d1a4e9b0f3c6e8d5a7b9c1e3f5a7b9c1d3e5f",
-        "gitTreeState": "clean",
-        "buildDate": "2026-01-15T10:12:33Z",
-        "goVersion": "go1.24.9",
-        "compiler": "gc",
-        "platform": "linux/amd64",
-    }
+    """/version of the 2026 cluster's API server."""
+    return kube_api.version_info(
+        git,
+        commit="2c7d1a4e9b0f3c6e8d5a7b9c1e3f5a7b9c1d3e5f",
+        build_date="2026-01-15T10:12:33Z",
+        go_version="go1.24.9",
+    )
 
 
 def status(code: int, reason: str, message: str, kind: str = "") -> dict[str, Any]:
     """A metav1.Status body as the API server sends it with an error."""
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "details": {"kind": kind} if kind else {},
-        "code": code,
-    }
+    return kube_api.status(code, reason, message, **({"kind": kind} if kind else {}))
 
 
 NOT_FOUND = (404, status(404, "NotFound", "the server could not find the requested resource"))
@@ -111,19 +97,10 @@ def default_answers() -> dict[str, tuple[int, Any]]:
 
 
 @dataclass
-class ClusterApi:
-    handler: kmock.RawHandler
-    port: int
+class ClusterApi(KmockApi):
     version: dict[str, str] = field(default_factory=lambda: version_info("v1.34.2"))
     answers: dict[str, tuple[int, Any]] = field(default_factory=default_answers)
     requests: list[str] = field(default_factory=list)
-
-    @property
-    def host(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def configuration(self) -> client.Configuration:
-        return client.Configuration(host=self.host)
 
     def body(self, key: str) -> Any:
         """The body served for `key`, to edit in place (a copy is served from then on)."""
@@ -151,30 +128,14 @@ class ClusterApi:
         self.answers["clusterversion"] = (200, cv)
 
 
-def _respond(code: int, body: Any) -> Response:
-    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return Response(status=code, payload=payload, headers={"Content-Type": "application/json"})
-
-
 @asynccontextmanager
 async def cluster_api() -> AsyncIterator[ClusterApi]:
-    async with kmock.RawHandler() as handler:
-        server = kmock.Server(handler)
-        await server.__aenter__()
-        api = ClusterApi(handler=handler, port=server.port)
-
-        def serve_version(request: kmock.Request) -> Response:
-            return _respond(200, api.version)
-
-        handler["get", re.compile(r"/version/?")] << serve_version
+    async with served(lambda h, port, s: ClusterApi(handler=h, port=port, server=s)) as api:
         for key, path in PATHS.items():
 
             def serve(request: kmock.Request, key: str = key) -> Response:
                 api.requests.append(key)
-                return _respond(*api.answers[key])
+                return respond(*api.answers[key])
 
-            handler[f"get {path}"] << serve
-        try:
-            yield api
-        finally:
-            await server.__aexit__(None, None, None)
+            api.handler[f"get {path}"] << serve
+        yield api

@@ -29,7 +29,15 @@ from typing import Any
 
 import kmock
 from kmock import Response  # type: ignore[attr-defined]  # public, missing from __all__
-from kubernetes import client
+
+from tests.support.kube_api import (
+    KmockApi,
+    respond,
+    served,
+    status,
+    version_info,
+    write_kubeconfig,
+)
 
 FIXTURE_NODES = (
     Path(__file__).resolve().parents[1] / "fixtures" / "kube" / "gpu-cluster" / "nodes.json"
@@ -123,25 +131,19 @@ def node_object(name: str) -> dict[str, Any]:
     return node
 
 
-VERSION = {
-    "major": "1",
-    "minor": "31",
-    "gitVersion": "v1.31.4",
-    "gitCommit": "a78aa47129b8539636eb86a9d00e31b2720fe06b",
-    "gitTreeState": "clean",
-    "buildDate": "2024-12-10T11:36:46Z",
-    "goVersion": "go1.22.10",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
+VERSION = version_info(
+    "v1.31.4",
+    commit="a78aa47129b8539636eb86a9d00e31b2720fe06b",
+    build_date="2024-12-10T11:36:46Z",
+    go_version="go1.22.10",
+)
 
 
 @dataclass
-class FakeAuthApi:
+class FakeAuthApi(KmockApi):
     """What the kmock-served API answers; tests change it while it runs."""
 
-    handler: kmock.RawHandler
-    port: int
+    version: dict[str, str] = field(default_factory=lambda: dict(VERSION))
     # token -> grant; unknown tokens are refused like a bad signature.
     grants: dict[str, Grant] = field(default_factory=dict)
     # Answer the node-name extra (Kubernetes >= 1.30); False: only pod name/uid (older).
@@ -154,14 +156,6 @@ class FakeAuthApi:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     reviews: list[dict[str, Any]] = field(default_factory=list)
     pod_reads: list[str] = field(default_factory=list)
-    server: kmock.Server | None = None
-
-    @property
-    def host(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def configuration(self) -> client.Configuration:
-        return client.Configuration(host=self.host)
 
     def issue(
         self,
@@ -239,78 +233,42 @@ class FakeAuthApi:
                 return pod_object(grant)
         return None
 
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.__aexit__(None, None, None)
-            self.server = None
-
-    async def start(self) -> None:
-        self.server = kmock.Server(self.handler, port=self.port)
-        await self.server.__aenter__()
-
-
-def _respond(status: int, body: Any) -> Response:
-    return Response(
-        status=status,
-        payload=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-
 
 def _not_found(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": f'pods "{name}" not found',
-        "reason": "NotFound",
-        "details": {"name": name, "kind": "pods"},
-        "code": 404,
-    }
+    return status(404, "NotFound", f'pods "{name}" not found', name=name, kind="pods")
 
 
 @asynccontextmanager
 async def auth_api() -> AsyncIterator[FakeAuthApi]:
-    async with kmock.RawHandler() as handler:
-        server = kmock.Server(handler)
-        await server.__aenter__()
-        fake = FakeAuthApi(handler=handler, port=server.port, server=server)
+    async with served(lambda h, port, s: FakeAuthApi(handler=h, port=port, server=s)) as fake:
+        handler = fake.handler
 
         async def serve_review(request: kmock.Request) -> Response:
             body = json.loads(request.body or b"{}")
             fake.reviews.append(body)
             if fake.review_delay:
                 await asyncio.sleep(fake.review_delay)
-            return _respond(201, fake.review(body))
+            return respond(201, fake.review(body))
 
         def serve_pod(request: kmock.Request) -> Response:
             match = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)", request.url.path)
             assert match is not None
             fake.pod_reads.append(match[2])
             pod = fake.pod(match[1], match[2])
-            return _respond(200, pod) if pod else _respond(404, _not_found(match[1], match[2]))
-
-        def serve_version(request: kmock.Request) -> Response:
-            return _respond(200, VERSION)
+            return respond(200, pod) if pod else respond(404, _not_found(match[1], match[2]))
 
         def serve_nodes(request: kmock.Request) -> Response:
             items = [fake.nodes[name] for name in sorted(fake.nodes)]
-            return _respond(
+            return respond(
                 200,
                 {"kind": "NodeList", "apiVersion": "v1",
                  "metadata": {"resourceVersion": "100100"}, "items": items},
             )  # fmt: skip
 
-        # Generated clients ask for /version/ with a trailing slash.
-        handler["get", re.compile(r"/version/?")] << serve_version
         handler["get /api/v1/nodes"] << serve_nodes
         handler["post /apis/authentication.k8s.io/v1/tokenreviews"] << serve_review
         handler["get", re.compile(r"/api/v1/namespaces/[^/]+/pods/[^/]+")] << serve_pod
-        try:
-            yield fake
-        finally:
-            await fake.stop()
+        yield fake
 
 
 class ThreadedAuthApi:
@@ -352,15 +310,4 @@ class ThreadedAuthApi:
     def kubeconfig(self, path: Path) -> Path:
         """A kubeconfig for the double (plain HTTP, no credentials: it checks none)."""
         assert self.api is not None
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "kmock", "cluster": {"server": self.api.host}}],
-            "users": [{"name": "preflight-collector", "user": {}}],
-            "contexts": [
-                {"name": "kmock", "context": {"cluster": "kmock", "user": "preflight-collector"}}
-            ],
-            "current-context": "kmock",
-        }
-        path.write_text(json.dumps(config))
-        return path
+        return write_kubeconfig(path, self.api.host, user="preflight-collector", token=None)
