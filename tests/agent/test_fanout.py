@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -22,22 +21,9 @@ from collector.config import CollectorConfig, ListenConfig
 from collector.service import CollectorService
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
+from tests.support.servers import REPLICA_ADDRESSES, port_free_on_all
 
-ADDRESSES = ("127.0.0.2", "127.0.0.3")
-
-
-def shared_port() -> int:
-    """A port free on both loopback addresses."""
-    for _ in range(50):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind((ADDRESSES[0], 0))
-            port = int(a.getsockname()[1])
-            try:
-                b.bind((ADDRESSES[1], port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no port free on both addresses")
+ADDRESSES = REPLICA_ADDRESSES
 
 
 async def collector(ip: str, port: int) -> CollectorService:
@@ -80,7 +66,7 @@ class Names:
 
 @pytest.fixture
 async def replicas() -> AsyncIterator[tuple[int, list[CollectorService]]]:
-    port = shared_port()
+    port = port_free_on_all()
     services = [await collector(ip, port) for ip in ADDRESSES]
     yield port, services
     for service in services:

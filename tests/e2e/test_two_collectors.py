@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -27,28 +26,16 @@ import yaml
 
 from tests.support.procs import BIN, HttpsServer, start, stop, wait_for, write_collector_config
 from tests.support.profiles import local_target, write_profile
+from tests.support.servers import REPLICA_ADDRESSES, port_free_on_all
 
 pytestmark = pytest.mark.e2e
 
 NAME = "collectors.preflight.test"
-ADDRESSES = ("127.0.0.2", "127.0.0.3")
+ADDRESSES = REPLICA_ADDRESSES
 NODES = ("node-1", "node-2", "node-3")
 HEARTBEAT = 4.0
 PROBE_INTERVAL = 1.0
 MAX_BACKOFF = 1.0
-
-
-def port_free_on_both() -> int:
-    for _ in range(50):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind((ADDRESSES[0], 0))
-            port = int(a.getsockname()[1])
-            try:
-                b.bind((ADDRESSES[1], port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no port free on both addresses")
 
 
 def get_json(url: str) -> Any:
@@ -63,7 +50,7 @@ class Replicas:
         self.ca_file = tmp / "ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_file))
         self.site = HttpsServer(self.ca)
-        self.grpc_port, self.http_port = port_free_on_both(), port_free_on_both()
+        self.grpc_port, self.http_port = port_free_on_all(), port_free_on_all()
         profile = write_profile(tmp / "profile.yaml", [local_target("site", self.site.port)])
         self.configs = {
             ip: write_collector_config(

@@ -9,6 +9,7 @@ accepting TCP and never starting TLS, speaking plain HTTP where TLS is expected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ssl
 import threading
@@ -150,6 +151,29 @@ class Pki:
         cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
         leaf.private_key_pem.write_to_path(str(key))
         return cert, key
+
+
+# Two loopback addresses standing for two collector replicas behind a headless Service
+# (tests/agent/test_fanout.py, tests/e2e/test_two_collectors.py).
+REPLICA_ADDRESSES = ("127.0.0.2", "127.0.0.3")
+
+
+def port_free_on_all(addresses: Sequence[str] = REPLICA_ADDRESSES) -> int:
+    """A port free right now on every one of `addresses` (replicas listen on one port)."""
+    import socket
+
+    for _ in range(50):
+        with contextlib.ExitStack() as sockets:
+            first = sockets.enter_context(socket.socket())
+            first.bind((addresses[0], 0))
+            port = int(first.getsockname()[1])
+            try:
+                for address in addresses[1:]:
+                    sockets.enter_context(socket.socket()).bind((address, port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no port free on all of {', '.join(addresses)}")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
