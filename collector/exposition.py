@@ -21,9 +21,9 @@ every family contiguous, labels sorted by name, values formatted like Go.
 from __future__ import annotations
 
 import threading
-from itertools import chain
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
