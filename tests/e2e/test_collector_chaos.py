@@ -5,7 +5,8 @@ holds one pending report (the newest) per replica: its resident memory stays fla
 retries with capped, jittered backoff, and when a collector appears on the address it
 is delivered at once. A collector SIGKILLed while three agents report is complete again
 within one heartbeat of its restart, without restarting the agents. (The long version,
-minutes of absence and a loaded collector, is bench/bench_ingest.py and docs/operations.md.)
+ten minutes of absence and a collector killed under load, is bench/bench_chaos.py parts a
+and b; figures in docs/operations.md.)
 """
 
 from __future__ import annotations
