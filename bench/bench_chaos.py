@@ -80,12 +80,14 @@ def get_json(url: str, timeout: float = 30) -> Any:
         return json.load(response)
 
 
-def agent_config(path: Path, grpc_port: int, **timings: str) -> None:
+def agent_config(
+    path: Path, grpc_port: int, collector: dict[str, str] | None = None, **timings: str
+) -> None:
     """A real agent with a closed loopback port as its only target (fails fast, no DNS)."""
     path.write_text(
         yaml.safe_dump(
             {
-                "collector": {"address": f"127.0.0.1:{grpc_port}", **timings.pop("collector", {})},  # type: ignore[dict-item]
+                "collector": {"address": f"127.0.0.1:{grpc_port}", **(collector or {})},
                 **timings,
                 "egress": {
                     "timeout": "2s",
@@ -171,7 +173,7 @@ def part_a(tmp: Path, args: argparse.Namespace) -> Rows:
     agent_config(
         site.agent_config,
         site.grpc_port,
-        collector={"max_backoff": "5s"},  # type: ignore[arg-type]
+        collector={"max_backoff": "5s"},
         probe_interval="2s",
         heartbeat_interval=f"{heartbeat}s",
     )
