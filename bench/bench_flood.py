@@ -14,7 +14,8 @@ VmHWM peak), `/metrics` bytes and time from a real GET.
    the issue measured as quadratic (0.007/0.027/0.148/0.639 s).
 
 Not part of `make test`; prints a Markdown table per part.
-Run: .venv/bin/python bench/bench_flood.py [--names 100000] [--scrapers 200] [--seconds 10]
+Run from the repository root:
+  .venv/bin/python -m bench.bench_flood [--names 100000] [--scrapers 200] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,78 +33,17 @@ from typing import Any
 
 import aiohttp
 import grpc.aio
-import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_exposition import make_report
-
+from bench.bench_exposition import make_report
 from collector.config import LimitsConfig
 from collector.rules import agent_coverage
 from collector.rules.model import Evidence
 from collector.state import AgentReports, NodeEntry
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
+from tests.support.procs import CollectorProcess
 
-BIN = Path(sys.executable).parent
 MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Collector:
-    def __init__(self, tmp: Path) -> None:
-        self.grpc_port, self.http_port = free_port(), free_port()
-        config = tmp / "collector.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "listen": {
-                        "grpc": f"127.0.0.1:{self.grpc_port}",
-                        "http": f"127.0.0.1:{self.http_port}",
-                    },
-                    "kubernetes": {"mode": "none"},
-                }
-            )
-        )
-        self.log = open(tmp / "collector.log", "wb")  # noqa: SIM115 — lives with the process
-        self.process = subprocess.Popen(
-            [str(BIN / "preflight-collector"), "--config", str(config), "--log-level", "ERROR"],
-            stdout=self.log,
-            stderr=self.log,
-        )
-
-    async def wait_ready(self) -> None:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                try:
-                    async with session.get(f"{self.http}/readyz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError("collector did not become ready")
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def memory(self) -> tuple[float, float]:
-        """(VmRSS, VmHWM) in MiB."""
-        fields = {}
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields[key] = value
-        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-        self.log.close()
 
 
 async def send_all(port: int, payloads: Any, concurrency: int = 32) -> dict[str, int]:
@@ -142,7 +80,7 @@ async def scrape(url: str) -> tuple[int, float]:
         return len(body), time.perf_counter() - started
 
 
-async def metrics_figures(collector: Collector) -> dict[str, float]:
+async def metrics_figures(collector: CollectorProcess) -> dict[str, float]:
     sizes, times = [], []
     for _ in range(3):
         size, took = await scrape(f"{collector.http}/metrics")
@@ -178,9 +116,8 @@ def oversized_labels(count: int, free_text: bool) -> Any:
 
 
 async def part_flood(tmp: Path, names: int, big: int) -> None:
-    collector = Collector(tmp)
+    collector = CollectorProcess(tmp, log_level="ERROR")
     try:
-        await collector.wait_ready()
         real = await send_all(collector.grpc_port, realistic(1000))
         before = await metrics_figures(collector)
         started = time.perf_counter()
@@ -190,7 +127,7 @@ async def part_flood(tmp: Path, names: int, big: int) -> None:
         text = await send_all(collector.grpc_port, oversized_labels(big, True), 8)
         after = await metrics_figures(collector)
     finally:
-        collector.stop()
+        collector.close()
     print(f"\n### Flood ({names:,} made-up names, {big:,} + {big:,} oversized reports)\n")
     print(f"1,000 realistic nodes: {real}")
     print(f"{names:,} made-up names in {flood_seconds:.1f} s: {flood}")
@@ -206,9 +143,8 @@ async def part_flood(tmp: Path, names: int, big: int) -> None:
 
 
 async def part_scrapers(tmp: Path, scrapers: int, seconds: float) -> None:
-    collector = Collector(tmp)
+    collector = CollectorProcess(tmp, log_level="ERROR")
     try:
-        await collector.wait_ready()
         await send_all(collector.grpc_port, realistic(1000))
         rss_before, _ = collector.memory()
         stop = asyncio.Event()
@@ -226,7 +162,8 @@ async def part_scrapers(tmp: Path, scrapers: int, seconds: float) -> None:
         # that loop's lag, not the collector's.
         probe = await asyncio.create_subprocess_exec(
             sys.executable,
-            __file__,
+            "-m",
+            "bench.bench_flood",
             "--probe",
             f"{collector.http}/healthz",
             "--seconds",
@@ -250,7 +187,7 @@ async def part_scrapers(tmp: Path, scrapers: int, seconds: float) -> None:
         latencies = [float(x) for x in out.split()]
         _, hwm = collector.memory()
     finally:
-        collector.stop()
+        collector.close()
     latencies.sort()
 
     def pct(q: float) -> float:

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import threading
@@ -181,12 +180,10 @@ def test_two_nodes_with_private_tmpfs_see_no_peer(tmp_path: Path) -> None:
 @pytest.mark.timeout(280)
 def test_hung_fuse_filesystem_is_stuck_then_recovers(tmp_path: Path) -> None:
     _require_namespaces()
-    if not Path("/dev/fuse").exists() or shutil.which("fusermount3") is None:
-        pytest.skip("needs /dev/fuse and fusermount3 (Debian fuse3)")
-    try:
-        import mfusepy  # noqa: F401
-    except (ImportError, OSError) as exc:
-        pytest.skip(f"mfusepy or libfuse3 not loadable: {exc}")
+    from tests.support.hung_fuse import missing_requirements
+
+    if why := missing_requirements():
+        pytest.skip(why)
     for name in ("fuse", "ok"):
         (tmp_path / name).mkdir()
     spec = {
@@ -309,7 +306,7 @@ async def _fuse_scenario(spec: dict[str, Any], prober: Any) -> dict[str, Any]:
     mountpoint, block = spec["fuse"], Path(spec["block_file"])
     calls_log = Path(spec["block_file"] + ".calls")
     server = subprocess.Popen(
-        [sys.executable, str(HERE), "fuse-server", mountpoint, str(block), str(calls_log)]
+        [sys.executable, "-m", "tests.support.hung_fuse", mountpoint, str(block), str(calls_log)]
     )
     out: dict[str, Any] = {}
     try:
@@ -357,39 +354,6 @@ async def _fuse_scenario(spec: dict[str, Any], prober: Any) -> dict[str, Any]:
     return out
 
 
-def _fuse_server(mountpoint: str, block_file: str, calls_log: str) -> None:
-    """A FUSE filesystem whose getattr and statfs hang while `block_file` exists."""
-    import errno
-
-    import mfusepy
-
-    class Hanging(mfusepy.Operations):  # type: ignore[misc]
-        use_ns = True
-
-        def _gate(self, op: str) -> None:
-            if os.path.exists(block_file):
-                with open(calls_log, "a") as log:
-                    log.write(op + "\n")
-            while os.path.exists(block_file):
-                time.sleep(0.05)
-
-        def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
-            self._gate("getattr")
-            if path == "/":
-                return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2}
-            raise mfusepy.FuseOSError(errno.ENOENT)
-
-        def statfs(self, path: str) -> dict[str, int]:
-            self._gate("statfs")
-            return {"f_bsize": 4096, "f_frsize": 4096, "f_blocks": 1000, "f_bfree": 500,
-                    "f_bavail": 500}  # fmt: skip
-
-        def readdir(self, path: str, fh: int) -> list[str]:
-            return [".", ".."]
-
-    mfusepy.FUSE(Hanging(), mountpoint, foreground=True, fsname="pf-mounts-hang")
-
-
 if __name__ == "__main__":
     # As a script, Python puts this file's directory (tests/agent) first on sys.path; drop
     # it so nothing there shadows an installed module (the repository root stays on sys.path
@@ -397,5 +361,3 @@ if __name__ == "__main__":
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE.parent]
     if sys.argv[1] == "node":
         print(json.dumps(asyncio.run(_node(json.loads(sys.argv[2])))))
-    elif sys.argv[1] == "fuse-server":
-        _fuse_server(sys.argv[2], sys.argv[3], sys.argv[4])

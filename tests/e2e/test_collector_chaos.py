@@ -5,14 +5,14 @@ holds one pending report (the newest) per replica: its resident memory stays fla
 retries with capped, jittered backoff, and when a collector appears on the address it
 is delivered at once. A collector SIGKILLed while three agents report is complete again
 within one heartbeat of its restart, without restarting the agents. (The long version,
-minutes of absence and a loaded collector, is bench/bench_ingest.py and docs/operations.md.)
+ten minutes of absence and a collector killed under load, is bench/bench_chaos.py parts a
+and b; figures in docs/operations.md.)
 """
 
 from __future__ import annotations
 
 import re
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.support.metrics import sample, scrape
-from tests.support.procs import start, stop, wait_for, write_collector_config
+from tests.support.procs import LoopbackProcesses, rss_kib, wait_for, write_collector_config
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -31,24 +31,15 @@ MAX_BACKOFF = 2.0
 NODES = ("chaos-1", "chaos-2", "chaos-3")
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-class Site:
+class Site(LoopbackProcesses):
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.grpc_port, self.http_port = free_port(), free_port()
-        self.collector_config = write_collector_config(
-            tmp / "collector.yaml",
+        super().__init__(tmp)
+        write_collector_config(
+            self.collector_config,
             f"127.0.0.1:{self.grpc_port}",
             f"127.0.0.1:{self.http_port}",
             HEARTBEAT,
         )
-        self.agent_config = tmp / "agent.yaml"
         # No egress targets reachable here and none needed: the hardware, GPU and mount
         # probes run for real; a target on a closed loopback port fails fast.
         self.agent_config.write_text(
@@ -75,39 +66,10 @@ class Site:
                 }
             )
         )
-        self.collector: subprocess.Popen[bytes] | None = None
-        self.agents: dict[str, subprocess.Popen[bytes]] = {}
-
-    @property
-    def metrics(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/metrics"
-
-    def start_collector(self) -> None:
-        self.collector = start(
-            "preflight-collector",
-            "--config",
-            str(self.collector_config),
-            log=self.tmp / "collector.log",
-        )
-
-    def start_agent(self, node: str) -> None:
-        self.agents[node] = start(
-            "preflight-agent",
-            "--config",
-            str(self.agent_config),
-            "--node-name",
-            node,
-            log=self.tmp / f"agent-{node}.log",
-        )
 
     def all_up(self) -> bool:
-        metrics = scrape(self.metrics)
+        metrics = scrape(self.metrics_url)
         return all(sample(metrics, "preflight_agent_up", node=n) == 1.0 for n in NODES)
-
-    def close(self) -> None:
-        for process in [*self.agents.values(), self.collector]:
-            if process is not None:
-                stop(process)
 
 
 @pytest.fixture
@@ -139,13 +101,13 @@ def test_collector_gone_then_back_agent_memory_flat_one_pending_report(site: Sit
 
     site.start_collector()
     took = wait_for(
-        lambda: sample(scrape(site.metrics), "preflight_agent_up", node=NODES[0]) == 1.0,
+        lambda: sample(scrape(site.metrics_url), "preflight_agent_up", node=NODES[0]) == 1.0,
         MAX_BACKOFF + HEARTBEAT + 5,
         "the agent's report arrives once a collector listens",
     )
     print(f"rss {early} -> {late} KiB over 16 s without a collector; back after {took:.2f}s")
     # The newest report: sequence numbers went on while nothing was delivered.
-    metrics = scrape(site.metrics)
+    metrics = scrape(site.metrics_url)
     assert sample(metrics, "preflight_agent_up", node=NODES[0]) == 1.0
     assert "reachable again" in (site.tmp / f"agent-{NODES[0]}.log").read_text()
 
@@ -161,7 +123,7 @@ def test_collector_sigkilled_is_complete_within_one_heartbeat_of_restart(site: S
     site.collector.wait(10)
     time.sleep(3 * HEARTBEAT)  # every agent now holds a pending report and backs off
     site.start_collector()
-    wait_for(lambda: scrape(site.metrics) is not None, 30, "the collector serves again")
+    wait_for(lambda: scrape(site.metrics_url) is not None, 30, "the collector serves again")
     took = wait_for(site.all_up, MAX_BACKOFF + HEARTBEAT + 1, "every node back after the restart")
     print(f"every node back {took:.2f}s after the restarted collector served")
     assert all(p.poll() is None for p in site.agents.values())

@@ -13,7 +13,15 @@ import trustme
 import yaml
 
 from tests.support.metrics import sample, scrape
-from tests.support.procs import BIN, HttpsServer, start, stop, wait_for, write_collector_config
+from tests.support.procs import (
+    BIN,
+    HttpsServer,
+    LoopbackProcesses,
+    start,
+    stop,
+    wait_for,
+    write_collector_config,
+)
 from tests.support.profiles import local_target, write_profile
 from tests.support.servers import free_port
 
@@ -26,27 +34,25 @@ PROBE_TIMEOUT = 1.5
 MAX_BACKOFF = 1.0
 
 
-class Cluster:
+class Cluster(LoopbackProcesses):
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
+        super().__init__(tmp)
         self.ca = trustme.CA()
         self.ca_file = tmp / "ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_file))
         self.servers = {"site-one": HttpsServer(self.ca), "site-two": HttpsServer(self.ca)}
-        self.grpc_port, self.http_port = free_port(), free_port()
         # The profile lists the local sites: collector and agents probe nothing else.
         self.profile = write_profile(
             tmp / "profile.yaml", [local_target(n, s.port) for n, s in self.servers.items()]
         )
-        self.collector_config = write_collector_config(
-            tmp / "collector.yaml",
+        write_collector_config(
+            self.collector_config,
             f"127.0.0.1:{self.grpc_port}",
             f"127.0.0.1:{self.http_port}",
             HEARTBEAT,
             stale_after_heartbeats=STALE_AFTER_HEARTBEATS,
             profile=str(self.profile),
         )
-        self.agent_config = tmp / "agent.yaml"
         self.agent_config.write_text(
             yaml.safe_dump(
                 {
@@ -74,39 +80,12 @@ class Cluster:
             )
         )
         self.env = {**os.environ, "SSL_CERT_FILE": str(self.ca_file)}
-        self.collector: subprocess.Popen[bytes] | None = None
-        self.agents: dict[str, subprocess.Popen[bytes]] = {}
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/metrics"
-
-    def start_collector(self) -> None:
-        self.collector = start(
-            "preflight-collector",
-            "--config",
-            str(self.collector_config),
-            log=self.tmp / "collector.log",
-        )
-
-    def start_agent(self, node: str) -> None:
-        self.agents[node] = start(
-            "preflight-agent",
-            "--config",
-            str(self.agent_config),
-            "--node-name",
-            node,
-            env=self.env,
-            log=self.tmp / f"agent-{node}.log",
-        )
 
     def egress_up(self, node: str, target: str) -> float | None:
         return sample(scrape(self.metrics_url), "preflight_egress_up", node=node, target=target)
 
     def close(self) -> None:
-        for process in [*self.agents.values(), self.collector]:
-            if process is not None:
-                stop(process)
+        super().close()
         for server in self.servers.values():
             server.stop()
 

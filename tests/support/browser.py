@@ -1,8 +1,8 @@
 """Headless Chromium and a status-page collector for the browser tests.
 
 `Browser` runs one headless Chromium per call (screenshots, DOM dumps) and kills its
-process group on a timeout; `Collector` is a standalone `preflight-collector` process on
-loopback fed over real gRPC. Shared by tests/e2e/test_status_page_browser.py and
+process group on a timeout; `Collector` is the standalone `preflight-collector` process of
+tests.support.procs, fed over real gRPC. Shared by tests/e2e/test_status_page_browser.py and
 tests/e2e/test_capacity_browser.py.
 """
 
@@ -13,18 +13,15 @@ import os
 import shutil
 import signal
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
-import yaml
 
 from preflight.v1 import report_pb2 as pb
 from preflight.v1 import report_pb2_grpc as pb_grpc
-from tests.support.procs import start, stop, wait_for
+from tests.support.procs import CollectorProcess
 from tests.support.samples import Element
-from tests.support.servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 # A page without dialogs dumps in about a second here; an alert() never returns.
@@ -76,30 +73,8 @@ class Browser:
         self.run(f"--screenshot={path}", "--window-size=1400,1800", url)
 
 
-class Collector:
-    def __init__(self, tmp: Path) -> None:
-        self.grpc_port, self.http_port = free_port(), free_port()
-        config = tmp / "collector.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "listen": {
-                        "grpc": f"127.0.0.1:{self.grpc_port}",
-                        "http": f"127.0.0.1:{self.http_port}",
-                    },
-                    "kubernetes": {"mode": "none"},
-                }
-            )
-        )
-        self.process = start(
-            "preflight-collector", "--config", str(config), log=tmp / "collector.log"
-        )
-        self.url = f"http://127.0.0.1:{self.http_port}/"
-        wait_for(lambda: self.get("readyz").startswith("ready"), 30, "collector ready")
-
-    def get(self, path: str) -> str:
-        with urllib.request.urlopen(self.url + path, timeout=10) as response:
-            return str(response.read().decode())
+class Collector(CollectorProcess):
+    """The shared standalone collector process, fed over real gRPC."""
 
     def send(self, reports: list[pb.NodeReport]) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}") as channel:
@@ -110,9 +85,6 @@ class Collector:
     def verdict(self, requirement: str) -> str:
         verdicts = json.loads(self.get("api/v1/verdicts"))["verdicts"]
         return str(next(v["status"] for v in verdicts if v["requirement"] == requirement))
-
-    def close(self) -> None:
-        stop(self.process)
 
 
 def elements_with(root: Element, attr: str, value: str) -> list[Element]:

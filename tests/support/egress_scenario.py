@@ -28,6 +28,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -109,9 +110,11 @@ def origin_ip(index: int) -> str:
 class Scenario:
     """The scenario's world: `build()` it, then `close()` in a finally, even if build failed."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, variant: str = "") -> None:
         self.directory = directory
-        self.tag = str(os.getpid())
+        # The pid first (clean_stale reads it); a variant lets one process build several.
+        self.tag = f"{os.getpid()}-{variant}" if variant else str(os.getpid())
+        self.dns: subprocess.Popen[bytes] | None = None
         self.namespaces: list[Netns] = []
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
         self.proxy: Tinyproxy | None = None
@@ -170,7 +173,7 @@ class Scenario:
         addresses = [
             f"--address=/{spec['host']}/{self.address_of[spec['name']]}" for spec in RUNAI_2020
         ]
-        self.inet.spawn(
+        self.dns = self.inet.spawn(
             "dnsmasq",
             "--keep-in-foreground",
             "--conf-file=/dev/null",
@@ -316,6 +319,37 @@ class Scenario:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"tinyproxy not answering: {self.proxy.log_text()}")
+
+    def kill_dns(self) -> None:
+        """SIGKILLs dnsmasq, the nodes' only DNS server: as a crashed resolver pod."""
+        assert self.dns is not None
+        self.dns.send_signal(signal.SIGKILL)
+        self.dns.wait(10)
+
+    def pause_dns(self, paused: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) dnsmasq: a DNS server that is there but never answers."""
+        assert self.dns is not None
+        self.dns.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+
+    def start_dns(self) -> None:
+        """A fresh dnsmasq on the same address, with the same records."""
+        self._start_dns()
+
+    def stop_proxy(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()
+
+    def get_json(self, path: str) -> Any:
+        """GET a collector JSON endpoint (`/api/v1/...`) from inside the hub namespace."""
+        text = self.inet.run(
+            "curl", "-sf", "--max-time", "5", f"http://{HUB}:{HTTP_PORT}{path}", timeout=10
+        )
+        return json.loads(text)
+
+    def verdicts(self) -> dict[str, str]:
+        return {
+            v["requirement"]: v["status"] for v in self.get_json("/api/v1/verdicts")["verdicts"]
+        }
 
     def drop(self, node: str, target: str) -> None:
         """nftables in `node` drops every TCP packet to the target's address:443."""
