@@ -359,6 +359,28 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
         thread = threading.Thread(target=prober)
         thread.start()
+        spy = None
+        if args.py_spy:
+            # Samples the collector's Python stacks over both phases (collapsed stacks).
+            spy = subprocess.Popen(
+                [
+                    str(BIN / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(collector.pid),
+                    "--format",
+                    "raw",
+                    "--duration",
+                    str(int(duration)),
+                    "--rate",
+                    "200",
+                    "--nonblocking",
+                    "-o",
+                    f"{args.py_spy}-{n}.txt",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         # Phase 1: ingest only.
         cpu0 = cpu_seconds(proc)
         time.sleep(args.seconds)
@@ -378,6 +400,8 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             out, _ = g.communicate(timeout=300)
             results.append(json.loads(out.splitlines()[-1]))
         thread.join(120)
+        if spy is not None:
+            spy.wait(60)
         rss_end = proc.memory_info().rss
         load_after = os.getloadavg()
     finally:
@@ -431,6 +455,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--change-rate", type=float, default=0.01, help="nodes changing per s")
     parser.add_argument("--scrape-every", type=float, default=5.0)
+    parser.add_argument(
+        "--py-spy", metavar="PREFIX", help="record the collector with py-spy to PREFIX-N.txt"
+    )
     parser.add_argument("--generator", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generator:

@@ -155,7 +155,7 @@ class ReportServicer:
                 # read from the API) names a Kubernetes node already, even one the node
                 # list has not caught up with; only unbound callers are checked against it.
                 known = None if identity.node != ANY_NODE else self.known_nodes()
-                self.state.accept(report, now, known)
+                self.state.accept(report, now, known, size=len(raw))
             except Rejected:
                 raise
             except Exception as error:
