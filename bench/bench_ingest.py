@@ -153,7 +153,9 @@ def make_report(name: str, peer: str, sequence: int, down: frozenset[str]) -> pb
         )
         m.marker.nonce = "n" * 16
         m.marker.written_at.FromSeconds(int(now))
-        m.marker.peers.add(node_name=peer)
+        # A healthy shared volume: the peer's marker is fresh (the rule proves sharing).
+        seen = m.marker.peers.add(node_name=peer, nonce="p" * 16)
+        seen.written_at.FromSeconds(int(now) - 5)
     return r
 
 

@@ -7,9 +7,27 @@ TLS-inspecting proxy sits in the path: that works, but is a warning (DESIGN.md �
 from __future__ import annotations
 
 from collector.plan import system_nodes
+from collector.rules.memo import PerReport
 from collector.rules.model import Evidence, Verdict, count, names
 from preflight.enums import REASONS
 from preflight.v1 import report_pb2 as pb
+
+# target -> (reached, failure reason name, reached only through an extra CA, its issuer)
+Reached = dict[str, tuple[bool, str, bool, str]]
+
+
+def _results_of(report: pb.NodeReport) -> Reached:
+    results: Reached = {}
+    for e in report.egress:
+        up = e.outcome == pb.OUTCOME_UP
+        cert = e.certificate
+        extra_ca = up and cert.trusted_by_extra_ca
+        results[e.target] = (up, "" if up else REASONS.name(e.reason), extra_ca, cert.issuer)
+    return results
+
+
+# One cache for both phases' rules: egress_install and egress_runtime read the same.
+_RESULTS = PerReport(_results_of)
 
 
 def evaluate_phase(view: Evidence, requirement: str, phase: str) -> Verdict:
@@ -34,17 +52,16 @@ def evaluate_phase(view: Evidence, requirement: str, phase: str) -> Verdict:
     failing_targets: set[str] = set()
     intercepted: dict[str, set[str]] = {}  # issuer → targets reached only through it
     intercepted_nodes: set[str] = set()
-    for node in nodes:
-        results = {e.target: e for e in node.report.egress}
+    for node, results in zip(nodes, _RESULTS(n.report for n in nodes), strict=True):
         for target in targets if system is None or node.name in system else everywhere:
             result = results.get(target)
             if result is None:
                 failures.append(f"{node.name} → {shown(target)}: not probed")
-            elif result.outcome != pb.OUTCOME_UP:
-                failures.append(f"{node.name} → {shown(target)}: {REASONS.name(result.reason)}")
+            elif not result[0]:
+                failures.append(f"{node.name} → {shown(target)}: {result[1]}")
             else:
-                if result.certificate.trusted_by_extra_ca:
-                    intercepted.setdefault(result.certificate.issuer, set()).add(target)
+                if result[2]:
+                    intercepted.setdefault(result[3], set()).add(target)
                     intercepted_nodes.add(node.name)
                 continue
             failing_nodes.add(node.name)

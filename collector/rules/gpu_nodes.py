@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from collector.rules.memo import PerReport
 from collector.rules.model import Evidence, Verdict, count, names
 from preflight.v1 import report_pb2 as pb
 
@@ -68,6 +69,18 @@ def _from_report(gpus: pb.GpuFacts) -> _Node:
     return node
 
 
+def _derive(report: pb.NodeReport) -> _Node | None:
+    return _from_report(report.gpus) if report.HasField("gpus") else None
+
+
+# Cached per report; each judging works on a copy (the Kubernetes count is added to it).
+_NODES = PerReport(_derive)
+
+
+def _copy(node: _Node) -> _Node:
+    return _Node(dict(node.counts), list(node.problems), list(node.notes), node.mismatch)
+
+
 def _describe(name: str, node: _Node) -> str:
     counts = " / ".join(f"{v} {k}" for k, v in node.counts.items())
     problems = f" ({', '.join(node.problems)})" if node.problems else ""
@@ -76,9 +89,10 @@ def _describe(name: str, node: _Node) -> str:
 
 def evaluate(view: Evidence) -> Verdict:
     nodes: dict[str, _Node] = {}
-    for entry in view.live_nodes:
-        if entry.report.HasField("gpus"):
-            nodes[entry.name] = _from_report(entry.report.gpus)
+    live = view.live_nodes
+    for entry, derived in zip(live, _NODES(n.report for n in live), strict=True):
+        if derived is not None:
+            nodes[entry.name] = _copy(derived)
     if view.kube.available:
         for kube_node in view.kube.nodes:
             nodes.setdefault(kube_node.name, _Node()).counts["allocatable"] = (

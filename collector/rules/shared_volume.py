@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from collector.rules.memo import PerReport
 from collector.rules.model import Evidence, Verdict, count, names
-from collector.state import NodeEntry
 from preflight.enums import MOUNT_STATES, WRITE_CHECKS
 from preflight.v1 import report_pb2 as pb
 
@@ -49,34 +49,72 @@ def _groups(edges: dict[str, set[str]], members: list[str]) -> list[list[str]]:
     return sorted((sorted(c) for c in components.values()), key=lambda c: (-len(c), c))
 
 
-def _judge_path(view: Evidence, path: str, nodes: tuple[NodeEntry, ...]) -> PathFindings:
+@dataclass(frozen=True, slots=True)
+class _Mount:
+    """What the rule reads of one mount result (derived once per report, see memo)."""
+
+    state: str
+    message: str
+    network_filesystem: bool
+    fs_type: str
+    source: str
+    write_check: str
+    write_latency_seconds: float
+    writes_marker: bool
+    # (peer node name, when it wrote the marker seen, Unix seconds)
+    peers: tuple[tuple[str, float], ...]
+
+
+def _mounts_of(report: pb.NodeReport) -> dict[str, _Mount]:
+    found: dict[str, _Mount] = {}
+    for m in report.mounts:
+        if m.path in found:
+            continue  # the first result for a path counts (validation refuses duplicates)
+        found[m.path] = _Mount(
+            state=MOUNT_STATES.name(m.state),
+            message=m.message,
+            network_filesystem=m.network_filesystem,
+            fs_type=m.fs_type,
+            source=m.source,
+            write_check=WRITE_CHECKS.name(m.write_check),
+            write_latency_seconds=m.write_latency_seconds,
+            writes_marker=bool(m.marker.nonce),
+            peers=tuple((p.node_name, p.written_at.ToNanoseconds() / 1e9) for p in m.marker.peers),
+        )
+    return found
+
+
+_MOUNTS = PerReport(_mounts_of)
+NodeMounts = list[tuple[str, dict[str, _Mount]]]
+
+
+def _judge_path(view: Evidence, path: str, nodes: NodeMounts) -> PathFindings:
     found = PathFindings()
-    mounts: dict[str, pb.MountResult] = {}
-    for node in nodes:
-        mount = next((m for m in node.report.mounts if m.path == path), None)
-        state = MOUNT_STATES.name(mount.state) if mount else "not reported"
+    mounts: dict[str, _Mount] = {}
+    for name, of_node in nodes:
+        mount = of_node.get(path)
+        state = mount.state if mount else "not reported"
         if mount is None or state in ("missing", "not_mounted", "error", "unknown", "not reported"):
             detail = f": {mount.message}" if mount and mount.message else ""
-            found.failures.append(f"{node.name}: {state}{detail}")
-            found.nodes.add(node.name)
+            found.failures.append(f"{name}: {state}{detail}")
+            found.nodes.add(name)
         elif state == "stuck":
-            found.failures.append(f"{node.name}: stuck ({mount.message or 'not answering'})")
-            found.nodes.add(node.name)
+            found.failures.append(f"{name}: stuck ({mount.message or 'not answering'})")
+            found.nodes.add(name)
         else:
-            mounts[node.name] = mount
+            mounts[name] = mount
     max_age = view.profile.shared_volume.marker_max_age
+    now = view.now
     edges: dict[str, set[str]] = {}
     stale_only: list[str] = []
     for name, mount in mounts.items():
         fresh = {
-            p.node_name
-            for p in mount.marker.peers
-            if view.now - p.written_at.ToNanoseconds() / 1e9 <= max_age and p.node_name in mounts
+            peer for peer, written in mount.peers if now - written <= max_age and peer in mounts
         }
         edges[name] = fresh
-        if not fresh and mount.marker.peers:
+        if not fresh and mount.peers:
             stale_only.append(name)
-    writers = {n for n, m in mounts.items() if m.marker.nonce}
+    writers = {n for n, m in mounts.items() if m.writes_marker}
     # Markers can prove sharing only where someone writes them and there are peers.
     markers_in_use = bool(writers) and len(mounts) >= 2
     proven: set[str] = set()
@@ -109,7 +147,7 @@ def _judge_path(view: Evidence, path: str, nodes: tuple[NodeEntry, ...]) -> Path
         found.failures.append(f"different sources: {names(sorted(sources))}")
         found.nodes.update(mounts)
     for name, mount in mounts.items():
-        check = WRITE_CHECKS.name(mount.write_check)
+        check = mount.write_check
         if check == "failed":
             found.warnings.append(f"{name}: not writable ({mount.message or 'write failed'})")
             found.nodes.add(name)
@@ -121,8 +159,9 @@ def _judge_path(view: Evidence, path: str, nodes: tuple[NodeEntry, ...]) -> Path
 
 def evaluate(view: Evidence) -> Verdict:
     nodes = view.live_nodes
+    of_nodes = list(zip((n.name for n in nodes), _MOUNTS(n.report for n in nodes), strict=True))
     paths = list(view.profile.shared_volume.paths) or sorted(
-        {m.path for n in nodes for m in n.report.mounts}
+        {path for _, mounts in of_nodes for path in mounts}
     )
     if not nodes:
         return Verdict(REQUIREMENT, "unknown", "no agent has reported recently")
@@ -137,7 +176,7 @@ def evaluate(view: Evidence) -> Verdict:
     warnings: list[str] = []
     involved: set[str] = set()
     for path in paths:
-        found = _judge_path(view, path, nodes)
+        found = _judge_path(view, path, of_nodes)
         failures += [f"{path}: {f}" for f in found.failures]
         warnings += [f"{path}: {w}" for w in found.warnings]
         involved |= found.nodes
