@@ -41,6 +41,13 @@ EVALUATION_INTERVAL_SECONDS = 1.0
 # is when they must be re-judged anyway) mean the engine is stuck: /readyz fails.
 STALLED_AFTER_INTERVALS = 10
 SHUTDOWN_STEP_SECONDS = 5.0
+# /metrics text is pre-encoded (Exposition.prepare) this often while someone scrapes:
+# the nodes that reported since are formatted in the background, in slices, so that a
+# scrape is a join of cached text rather than seconds of formatting holding the GIL.
+PREPARE_INTERVAL_SECONDS = 1.0
+# "Someone scrapes": a /metrics request within this long. Unscraped, nothing is
+# formatted ahead (it would cost one render per accepted report for no reader).
+PREPARE_WHILE_SCRAPED_SECONDS = 300.0
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -113,7 +120,13 @@ class CollectorService:
         self._known: tuple[float, frozenset[str] | None] = (-1.0, None)
         self._observer: asyncio.Task[None] | None = None
         self.exposition = Exposition()
-        self.web = WebApp(self.current_view, self.is_ready, render=self.exposition.render)
+        self.web = WebApp(
+            self.current_view,
+            self.is_ready,
+            render=self.exposition.render,
+            render_parts=self.exposition.render_parts,
+        )
+        self._preparer: asyncio.Task[None] | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self.grpc_port = 0
@@ -250,6 +263,26 @@ class CollectorService:
                 self.judging_errors += 1
                 log.exception("judging failed (%d failures so far)", self.judging_errors)
 
+    def scraped_recently(self) -> bool:
+        last = self.web.last_scrape
+        return last is not None and time.monotonic() - last <= PREPARE_WHILE_SCRAPED_SECONDS
+
+    async def prepare_metrics(self) -> bool:
+        """Pre-encodes the changed nodes' /metrics text if someone scrapes; True if it did."""
+        if not self.scraped_recently():
+            return False
+        await asyncio.to_thread(self.exposition.prepare, self.current_view())
+        return True
+
+    async def _prepare_forever(self) -> None:
+        # Its own task: a slow pre-encoding never delays judging. Supervised like judging.
+        while True:
+            await asyncio.sleep(PREPARE_INTERVAL_SECONDS)
+            try:
+                await self.prepare_metrics()
+            except Exception:
+                log.exception("pre-encoding /metrics failed; scrapes render it themselves")
+
     async def start(self) -> None:
         self._http = web.AppRunner(
             self.web.app,
@@ -275,6 +308,7 @@ class CollectorService:
             self.judging_errors += 1
             log.exception("first judging failed; the observer keeps trying")
         self._observer = asyncio.create_task(self._observe_forever())
+        self._preparer = asyncio.create_task(self._prepare_forever())
         log.info("collector: gRPC on :%d, HTTP on :%d", self.grpc_port, self.http_port)
 
     def _warn_if_exposed(self) -> None:
@@ -299,6 +333,10 @@ class CollectorService:
             self._observer.cancel()
             await _bounded("observer", self._observer)
             self._observer = None
+        if self._preparer is not None:
+            self._preparer.cancel()
+            await _bounded("metrics pre-encoder", self._preparer)
+            self._preparer = None
         await _bounded("Kubernetes watcher", self.kube.stop())
         if self._grpc is not None:
             await _bounded("gRPC server", self._grpc.stop(grace=1.0))

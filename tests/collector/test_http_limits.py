@@ -6,7 +6,7 @@ import asyncio
 import gzip
 import socket
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 import pytest
@@ -57,21 +57,22 @@ async def test_concurrent_scrapes_share_one_render(collector: CollectorService) 
     calls = 0
     started = threading.Event()
     gate = threading.Event()
-    original = collector.web.render
+    # The seam /metrics renders through (the exposition, in parts per family).
+    original = collector.web.render_parts
 
-    def slow_render(view: Published) -> bytes:
+    def slow_render(view: Published) -> Sequence[bytes]:
         nonlocal calls
         calls += 1
         started.set()
         gate.wait(10)  # hold the first render until every scraper is waiting
         return original(view)
 
-    collector.web.render = slow_render
+    collector.web.render_parts = slow_render
     shared = collector.web._metrics
     original_get = shared.get
     waiting = 0
 
-    async def counted_get() -> bytes:
+    async def counted_get() -> tuple[Sequence[bytes], bytes]:
         nonlocal waiting
         waiting += 1
         return await original_get()
