@@ -104,17 +104,47 @@ def _escape(value: str) -> str:
 # prometheus_client's own float formatting (Go style), typed for mypy.
 _go_float: Callable[[float], str] = floatToGoString
 
+# Formatting is most of a node's render: the same label values (node names, targets,
+# paths) and values (counts, sizes, durations) come back in every report, so their
+# text is kept. Bounded: emptied when full (timestamps are mostly unique).
+_MEMO_MAX = 1 << 14
+_escaped: dict[str, str] = {}
+_formatted: dict[float, str] = {}
+
+
+def _escape_memo(value: str) -> str:
+    text = _escaped.get(value)
+    if text is None:
+        text = _escape(value)
+        if len(_escaped) >= _MEMO_MAX:
+            _escaped.clear()
+        _escaped[value] = text
+    return text
+
 
 def _value(v: float) -> str:
-    return "1.0" if v == 1.0 else _go_float(v)
+    if v == 1.0:
+        return "1.0"
+    text = _formatted.get(v)
+    if text is None:
+        text = _go_float(v)
+        # Not zero (0.0 and -0.0 are one key but two texts) nor NaN (never found again).
+        if v != 0.0 and v == v:
+            if len(_formatted) >= _MEMO_MAX:
+                _formatted.clear()
+            _formatted[v] = text
+    return text
 
 
 def _line(family: Family, values: tuple[str, ...], value: float) -> str:
-    name = family.name
     if not values:
-        return f"{name} {_value(value)}\n"
-    labels = ",".join(f'{k}="{_escape(values[i])}"' for k, i in family.sorted_labels)
-    return f"{name}{{{labels}}} {_value(value)}\n"
+        return f"{family.name} {_value(value)}\n"
+    parts = family.label_parts
+    if len(parts) == 1:
+        ((prefix, i),) = parts
+        return f'{prefix}{_escape_memo(values[i])}"}} {_value(value)}\n'
+    text = [f"{prefix}{_escape_memo(values[i])}" for prefix, i in parts]
+    return f'{"".join(text)}"}} {_value(value)}\n'
 
 
 @dataclass(frozen=True)

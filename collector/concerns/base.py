@@ -38,6 +38,14 @@ class Family:
         return f"# HELP {self.name} {doc}\n# TYPE {self.name} {self.type}\n".encode()
 
     @cached_property
+    def label_parts(self) -> tuple[tuple[str, int], ...]:
+        """sorted_labels as the text before each value: 'name{a="', then '",b="' ..."""
+        return tuple(
+            (f'{self.name}{{{label}="' if n == 0 else f'",{label}="', position)
+            for n, (label, position) in enumerate(self.sorted_labels)
+        )
+
+    @cached_property
     def sorted_labels(self) -> tuple[tuple[str, int], ...]:
         """Label names in sorted order with their position: prometheus_client sorts them."""
         return tuple(sorted((label, position) for position, label in enumerate(self.labels)))

@@ -73,12 +73,8 @@ def _derive(report: pb.NodeReport) -> _Node | None:
     return _from_report(report.gpus) if report.HasField("gpus") else None
 
 
-# Cached per report; each judging works on a copy (the Kubernetes count is added to it).
+# Cached per report and never mutated: the Kubernetes count goes into a new _Node.
 _NODES = PerReport(_derive)
-
-
-def _copy(node: _Node) -> _Node:
-    return _Node(dict(node.counts), list(node.problems), list(node.notes), node.mismatch)
 
 
 def _describe(name: str, node: _Node) -> str:
@@ -92,12 +88,12 @@ def evaluate(view: Evidence) -> Verdict:
     live = view.live_nodes
     for entry, derived in zip(live, _NODES(n.report for n in live), strict=True):
         if derived is not None:
-            nodes[entry.name] = _copy(derived)
+            nodes[entry.name] = derived
     if view.kube.available:
         for kube_node in view.kube.nodes:
-            nodes.setdefault(kube_node.name, _Node()).counts["allocatable"] = (
-                kube_node.allocatable_gpus
-            )
+            seen = nodes.get(kube_node.name) or _Node()
+            counts = {**seen.counts, "allocatable": kube_node.allocatable_gpus}
+            nodes[kube_node.name] = _Node(counts, seen.problems, seen.notes, seen.mismatch)
     if not nodes:
         return Verdict(REQUIREMENT, "unknown", "no agent report and no Kubernetes API")
     notes = tuple(
