@@ -157,7 +157,7 @@ class WebApp:
         self.render_parts = render_parts or (lambda data: (self.render(data),))
         self.is_ready = is_ready
         self._metrics = SharedRender(self._render_metrics)
-        self._last_metrics: tuple[object, tuple[Sequence[bytes], bytes]] | None = None
+        self._last_metrics: tuple[object, tuple[bytes, int]] | None = None
         # time.monotonic() of the last /metrics request (None: never scraped).
         self.last_scrape: float | None = None
         self._page = SharedRender(self._render_page)
@@ -174,26 +174,30 @@ class WebApp:
             ]
         )
 
-    async def _render_metrics(self) -> tuple[Sequence[bytes], bytes]:
-        """(plain, gzip) bodies: compressed once per render and shared by every scrape."""
+    async def _render_metrics(self) -> tuple[bytes, int]:
+        """(gzip body, plain size): compressed once per render and shared by every scrape.
+
+        Only the compressed body is kept (~1/30 of the text: 4 MB, not 114 MB, at
+        10,000 nodes); a scrape without gzip gets it inflated piece by piece.
+        """
         data = self.provide()
         key = _metrics_key(data)
         if self._last_metrics is not None and self._last_metrics[0] == key:
             # Nothing exposed changed: the same bytes again. Under a scrape storm this
             # keeps one body per change (at most one a second) alive, not one per scrape.
             return self._last_metrics[1]
-        bodies = await asyncio.to_thread(self._render_both, data)
-        self._last_metrics = (key, bodies)
-        return bodies
+        body = await asyncio.to_thread(self._render_compressed, data)
+        self._last_metrics = (key, body)
+        return body
 
-    def _render_both(self, data: Published) -> tuple[Sequence[bytes], bytes]:
+    def _render_compressed(self, data: Published) -> tuple[bytes, int]:
         parts = self.render_parts(data)
         # Level 1: ~20x smaller for exposition text at a fraction of level 9's CPU. One
         # gzip stream fed part by part: zlib releases the GIL while it compresses each.
         gzip = zlib.compressobj(1, zlib.DEFLATED, 31)
         compressed = [gzip.compress(part) for part in parts]
         compressed.append(gzip.flush())
-        return parts, b"".join(compressed)
+        return b"".join(compressed), sum(len(part) for part in parts)
 
     async def _render_page(self) -> str:
         # ~44 ms per 1000 nodes: off the event loop, so gRPC ingest never waits on it.
@@ -201,12 +205,12 @@ class WebApp:
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         self.last_scrape = time.monotonic()
-        plain, gzipped = await self._metrics.get()
+        gzipped, size = await self._metrics.get()
         # Prometheus asks for gzip: the shared compressed body means 200 scrapers write
         # ~1/20 of the bytes, and the event loop (which answers /healthz) stays free.
         if "gzip" in request.headers.get("Accept-Encoding", ""):
             return await _stream(request, gzipped, CONTENT_TYPE_LATEST, encoding="gzip")
-        return await _stream(request, plain, CONTENT_TYPE_LATEST)
+        return await _stream_inflated(request, gzipped, size, CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -280,5 +284,25 @@ async def _stream(
         view = memoryview(part)
         for start in range(0, len(part), WRITE_CHUNK_BYTES):
             await response.write(view[start : start + WRITE_CHUNK_BYTES])
+    await response.write_eof()
+    return response
+
+
+async def _stream_inflated(
+    request: web.Request, gzipped: bytes, size: int, content_type: str
+) -> web.StreamResponse:
+    """Writes the plain text of a gzip body, inflated one WRITE_CHUNK_BYTES piece at a
+    time: a plain scrape holds about one piece of the text, never all of it."""
+    response = web.StreamResponse(headers={"Content-Type": content_type, "Vary": "Accept-Encoding"})
+    response.content_length = size
+    await response.prepare(request)
+    inflate = zlib.decompressobj(31)
+    piece = inflate.decompress(gzipped, WRITE_CHUNK_BYTES)
+    while piece:
+        await response.write(piece)
+        piece = inflate.decompress(inflate.unconsumed_tail, WRITE_CHUNK_BYTES)
+    rest = inflate.flush()
+    if rest:
+        await response.write(rest)
     await response.write_eof()
     return response

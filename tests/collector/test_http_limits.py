@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
@@ -15,7 +16,9 @@ import collector.service as service_module
 from collector.config import CollectorConfig, ListenConfig
 from collector.published import Published
 from collector.service import CollectorService
+from collector.web import WRITE_CHUNK_BYTES
 from tests.collector.test_ingest import report, send
+from tests.support.builders import report as full_report
 
 
 @pytest.fixture
@@ -72,7 +75,7 @@ async def test_concurrent_scrapes_share_one_render(collector: CollectorService) 
     original_get = shared.get
     waiting = 0
 
-    async def counted_get() -> tuple[Sequence[bytes], bytes]:
+    async def counted_get() -> tuple[bytes, int]:
         nonlocal waiting
         waiting += 1
         return await original_get()
@@ -118,3 +121,20 @@ async def test_gzip_scrapes_get_the_shared_compressed_body(collector: CollectorS
     assert b"preflight_agent_up" in plain
     assert gzip.decompress(compressed) == plain
     assert len(compressed) * 2 < len(plain)
+
+
+async def test_a_plain_scrape_is_the_inflated_shared_body(collector: CollectorService) -> None:
+    # More text than one write piece: the plain answer is inflated piece by piece from
+    # the one gzip body kept, and is exactly its content, with a matching length.
+    for i in range(400):
+        collector.state.accept(full_report(f"node-{i:03d}", pci=8, driver=8), time.time())
+    url = f"http://127.0.0.1:{collector.http_port}/metrics"
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with session.get(url, headers={"Accept-Encoding": "identity"}) as response:
+            length = int(response.headers["Content-Length"])
+            plain = await response.read()
+        async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
+            compressed = await response.read()
+    assert len(plain) == length > 2 * WRITE_CHUNK_BYTES
+    assert gzip.decompress(compressed) == plain
+    assert b'preflight_agent_up{node="node-399"} 1.0' in plain
