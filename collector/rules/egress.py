@@ -6,6 +6,8 @@ TLS-inspecting proxy sits in the path: that works, but is a warning (DESIGN.md Â
 
 from __future__ import annotations
 
+from sys import intern
+
 from collector.plan import system_nodes
 from collector.rules.memo import PerReport
 from collector.rules.model import Evidence, Verdict, count, names
@@ -22,7 +24,9 @@ def _results_of(report: pb.NodeReport) -> Reached:
         up = e.outcome == pb.OUTCOME_UP
         cert = e.certificate
         extra_ca = up and cert.trusted_by_extra_ca
-        results[e.target] = (up, "" if up else REASONS.name(e.reason), extra_ca, cert.issuer)
+        # Interned: every node names the same targets and issuers; one copy is kept.
+        issuer = intern(cert.issuer)
+        results[intern(e.target)] = (up, "" if up else REASONS.name(e.reason), extra_ca, issuer)
     return results
 
 

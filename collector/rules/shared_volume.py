@@ -11,6 +11,7 @@ type; where they cannot (one node, or writes not expected), a local filesystem f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from sys import intern
 
 from collector.rules.memo import PerReport
 from collector.rules.model import Evidence, Verdict, count, names
@@ -70,12 +71,13 @@ def _mounts_of(report: pb.NodeReport) -> dict[str, _Mount]:
     for m in report.mounts:
         if m.path in found:
             continue  # the first result for a path counts (validation refuses duplicates)
-        found[m.path] = _Mount(
+        found[intern(m.path)] = _Mount(
             state=MOUNT_STATES.name(m.state),
             message=m.message,
             network_filesystem=m.network_filesystem,
-            fs_type=m.fs_type,
-            source=m.source,
+            # Interned: the same on every node of a healthy cluster, kept once.
+            fs_type=intern(m.fs_type),
+            source=intern(m.source),
             write_check=WRITE_CHECKS.name(m.write_check),
             write_latency_seconds=m.write_latency_seconds,
             writes_marker=bool(m.marker.nonce),
