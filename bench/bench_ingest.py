@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
 import random
@@ -248,10 +249,13 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 def scrape(url: str) -> tuple[float, int]:
+    """One scrape as Prometheus makes it (gzip); (seconds, bytes of text)."""
     started = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=120) as response:
-        size = len(response.read())
-    return time.perf_counter() - started, size
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        body = response.read()
+    seconds = time.perf_counter() - started
+    return seconds, len(gzip.decompress(body))
 
 
 async def verdict_latencies(
@@ -363,7 +367,7 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         thread.start()
         spy = None
         if args.py_spy:
-            # Samples the collector's Python stacks over both phases (collapsed stacks).
+            # Samples the thread holding the GIL in phase 1, ingest only (collapsed stacks).
             spy = subprocess.Popen(
                 [
                     str(BIN / "py-spy"),
@@ -373,10 +377,11 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     "--format",
                     "raw",
                     "--duration",
-                    str(int(duration)),
+                    str(int(args.seconds)),
                     "--rate",
                     "200",
                     "--nonblocking",
+                    "--gil",
                     "-o",
                     f"{args.py_spy}-{n}.txt",
                 ],

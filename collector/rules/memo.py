@@ -35,13 +35,13 @@ class PerReport(Generic[T]):
         new: dict[int, tuple[pb.NodeReport, T]] = {}
         out: list[T] = []
         derived = 0
+        derive = self._derive
         for report in reports:
-            key = id(report)
-            hit = new.get(key) or old.get(key)
+            hit = old.get(id(report))
             if hit is None or hit[0] is not report:
-                hit = (report, self._derive(report))
+                hit = (report, derive(report))
                 derived += 1
-            new[key] = hit
+            new[id(report)] = hit
             out.append(hit[1])
         # Replaced whole, never mutated in place: a concurrent caller (a `preflight
         # check` in another thread) sees one complete cache or the other.
