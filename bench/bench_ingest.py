@@ -309,9 +309,19 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         )
     )
     log = open(tmp / f"collector-{n}.log", "wb")  # noqa: SIM115
-    collector = subprocess.Popen(
-        [str(BIN / "preflight-collector"), "--config", str(config)], stdout=log, stderr=log
-    )
+    command = [str(BIN / "preflight-collector"), "--config", str(config)]
+    env = None
+    if args.collector_source:
+        # Another checkout's collector (e.g. `git archive main`), for before/after in one run.
+        source = Path(args.collector_source).resolve()
+        command = [
+            sys.executable,
+            "-c",
+            "from collector.cli import main; raise SystemExit(main())",
+            *command[1:],
+        ]
+        env = {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{source / 'proto'}"}
+    collector = subprocess.Popen(command, stdout=log, stderr=log, env=env)
     http = f"http://127.0.0.1:{http_port}"
     try:
         for _ in range(200):
@@ -464,6 +474,9 @@ def main() -> None:
     parser.add_argument("--scrape-every", type=float, default=5.0)
     parser.add_argument(
         "--py-spy", metavar="PREFIX", help="record the collector with py-spy to PREFIX-N.txt"
+    )
+    parser.add_argument(
+        "--collector-source", metavar="DIR", help="run the collector of another source tree"
     )
     parser.add_argument("--generator", help=argparse.SUPPRESS)
     args = parser.parse_args()
