@@ -48,8 +48,9 @@ JUDGING_CPU_SHARE = 0.2
 # the nodes that reported since are formatted in the background, in slices, so that a
 # scrape is a join of cached text rather than seconds of formatting holding the GIL.
 PREPARE_INTERVAL_SECONDS = 1.0
-# "Someone scrapes": a /metrics request within this long. Unscraped, nothing is
-# formatted ahead (it would cost one render per accepted report for no reader).
+# "Someone scrapes": a /metrics request within this long (the start counts as one).
+# Unscraped after that, nothing is formatted ahead (one render per accepted report
+# for no reader).
 PREPARE_WHILE_SCRAPED_SECONDS = 300.0
 
 
@@ -134,6 +135,7 @@ class CollectorService:
             render_parts=self.exposition.render_parts,
         )
         self._preparer: asyncio.Task[None] | None = None
+        self._created = time.monotonic()
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self.grpc_port = 0
@@ -282,8 +284,13 @@ class CollectorService:
                 log.exception("judging failed (%d failures so far)", self.judging_errors)
 
     def scraped_recently(self) -> bool:
+        """A /metrics request within PREPARE_WHILE_SCRAPED_SECONDS; before the first one,
+        the start counts as one: Prometheus scrapes a new collector within an interval,
+        and that first scrape after a restart should not have to format every node."""
         last = self.web.last_scrape
-        return last is not None and time.monotonic() - last <= PREPARE_WHILE_SCRAPED_SECONDS
+        if last is None:
+            last = self._created
+        return time.monotonic() - last <= PREPARE_WHILE_SCRAPED_SECONDS
 
     async def prepare_metrics(self) -> bool:
         """Pre-encodes the changed nodes' /metrics text if someone scrapes; True if it did."""

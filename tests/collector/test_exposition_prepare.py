@@ -81,12 +81,19 @@ async def test_the_service_pre_encodes_only_while_scraped() -> None:
     service = CollectorService(config)
     now = time.time()
     service.state.accept(_report("n0", 0, 1, now), now)
-    # Never scraped: nothing is formatted ahead.
-    assert not await service.prepare_metrics()
-    assert service.exposition.misses == 0
-    service.web.last_scrape = time.monotonic()
+    # Just started, not scraped yet: the start counts as a scrape (the first real one,
+    # right after a restart, finds the text formatted).
     assert await service.prepare_metrics()
     assert service.exposition.misses == 1
+    # Long after the start and never scraped: nothing is formatted ahead.
+    service._created -= PREPARE_WHILE_SCRAPED_SECONDS + 1
+    service.state.accept(_report("n1", 0, 2, now), now)
+    assert not await service.prepare_metrics()
+    assert service.exposition.misses == 1
+    # A scrape now: the changed node is formatted ahead.
+    service.web.last_scrape = time.monotonic()
+    assert await service.prepare_metrics()
+    assert service.exposition.misses == 2
     # A scrape long ago (beyond PREPARE_WHILE_SCRAPED_SECONDS) no longer counts.
     service.web.last_scrape = time.monotonic() - PREPARE_WHILE_SCRAPED_SECONDS - 1
     assert not await service.prepare_metrics()
