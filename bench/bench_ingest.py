@@ -464,6 +464,65 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
 
 
+def stages(n: int) -> dict[str, Any]:
+    """In-process costs of each stage of one report's way, and of the per-second work,
+    for N nodes of the benchmark's shape (best of several runs; one CPU)."""
+    from collector.config import CollectorConfig, LimitsConfig, ListenConfig
+    from collector.rules.model import Evidence
+    from collector.service import CollectorService
+    from collector.validation import validate
+    from tests.support.validation_reference import validate as validate_reference
+
+    def best(run: Any, repeat: int = 5) -> float:
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    config = CollectorConfig(
+        listen=ListenConfig(grpc="127.0.0.1:0", http="127.0.0.1:0"),
+        heartbeat_interval=10.0,
+        limits=LimitsConfig(max_nodes=n + 10, max_state_bytes=1 << 30),
+    )
+    service = CollectorService(config)
+    now = time.time()
+    raws = [
+        make_report(node_name(i), node_name(i + 1), 1, frozenset()).SerializeToString()
+        for i in range(n)
+    ]
+    sample = raws[:500]
+    limits = config.limits
+    row: dict[str, Any] = {"nodes": n, "report_bytes": len(raws[0])}
+    decoded = [pb.NodeReport.FromString(r) for r in sample]
+    row["decode_us"] = 1e6 * best(lambda: [pb.NodeReport.FromString(r) for r in sample]) / 500
+    row["validate_us"] = 1e6 * best(lambda: [validate(m, limits, now) for m in decoded]) / 500
+    row["validate_reference_us"] = (
+        1e6 * best(lambda: [validate_reference(m, limits, now) for m in decoded]) / 500
+    )
+    started = time.perf_counter()
+    for r in raws:
+        service.state.accept(pb.NodeReport.FromString(r), now, size=len(r))
+    row["decode_validate_store_us"] = 1e6 * (time.perf_counter() - started) / n
+    row["snapshot_ms"] = 1e3 * best(lambda: service.state.snapshot(now))
+    view = Evidence(
+        state=service.state.snapshot(now),
+        profile=service.profile,
+        now=now,
+        kube=service.kube.latest(),
+        cluster_domain=config.cluster_domain,
+    )
+    row["judge_first_ms"] = 1e3 * best(lambda: service._judge(view), 1)
+    row["judge_warm_ms"] = 1e3 * best(lambda: service._judge(view))
+    published = service.current_view()
+    row["metrics_cold_s"] = best(lambda: type(service.exposition)().render(published), 2)
+    service.exposition.render(published)
+    row["metrics_warm_s"] = best(lambda: service.exposition.render_parts(published))
+    row["metrics_warm_gzip_s"] = best(lambda: service.web._render_compressed(published))
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,5000")
@@ -478,8 +537,15 @@ def main() -> None:
     parser.add_argument(
         "--collector-source", metavar="DIR", help="run the collector of another source tree"
     )
+    parser.add_argument(
+        "--stages", action="store_true", help="in-process cost of each stage, no processes"
+    )
     parser.add_argument("--generator", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stages:
+        for n in (int(s) for s in args.sizes.split(",")):
+            print(json.dumps(stages(n)), flush=True)
+        return
     if args.generator:
         print(json.dumps(asyncio.run(generate(json.loads(args.generator)))), flush=True)
         return
