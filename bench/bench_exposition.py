@@ -17,7 +17,7 @@ two mounts, hardware and GPUs, through the real ClusterState. Two parts:
    /metrics every second (back to back when a scrape takes longer); p50/p99 of the
    RPCs. Same with the naive Gauges wired in (updated inside Report, rendered by
    generate_latest in a worker thread). The benchmark sets the service's
-   `web.render` to choose the variant.
+   `web.render_parts` (what /metrics renders through) to choose the variant.
 
 Loopback only, bounded durations, stops by itself. Not part of `make test`.
 Run: .venv/bin/python bench/bench_exposition.py [--sizes 100,1000,5000,10000]
@@ -271,15 +271,17 @@ async def serve_and_measure(
             gauges.update_node(entry)
         accept = service.state.accept
 
-        def accept_and_set(report: pb.NodeReport, now: float) -> None:
-            accept(report, now)
+        def accept_and_set(report: pb.NodeReport, now: float, *args: Any, **kw: Any) -> None:
+            accept(report, now, *args, **kw)
             entry = service.state._nodes[report.node_name]
             gauges.update_node(entry)
 
         service.state.accept = accept_and_set  # type: ignore[method-assign]
         service.web.render = gauges.render
-    else:
-        service.web.render = Exposition().render
+        service.web.render_parts = lambda view: (gauges.render(view),)
+        # Nothing to pre-encode for: the naive registry renders at scrape time.
+        service.exposition.prepare = lambda view: None  # type: ignore[method-assign]
+    # Otherwise the service's own Exposition, pre-encoded in the background as shipped.
     await service.start()
     try:
         results = {}
