@@ -18,6 +18,7 @@ Pure data in, data out: no I/O, no HTML.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from collector.state import NodeEntry
@@ -83,26 +84,66 @@ def _filesystem(
     return None, None, ""
 
 
-def _node(entry: NodeEntry) -> NodeGpus:
-    report = entry.report
-    gpus = report.gpus
+def models_and_driver(gpus: pb.GpuFacts) -> tuple[tuple[tuple[str, int], ...], str, str]:
+    """(model × GPUs, most GPUs first; the driver version; "nvml", "kernel" or "").
+
+    NVML's names where it answered, else the kernel driver's records; the same for the
+    capacity view and the gpu_nodes rule, which judges a driver spread within one model.
+    """
     models: Counter[str] = Counter()
-    memory: list[int] = []
-    mig_instances = mig_enabled = 0
     source = ""
     if gpus.devices:
         source = "nvml"
         for d in gpus.devices:
             models[d.name or "unknown model"] += 1
-            memory.append(d.memory_total_bytes)
-            mig_instances += len(d.mig_devices)
-            mig_enabled += d.mig_enabled
     elif gpus.kernel_gpus:
         source = "kernel"
         for g in gpus.kernel_gpus:
             if not g.excluded:
                 models[g.model or "unknown model"] += 1
-    driver = gpus.driver_version or gpus.kernel_module_version
+    ordered = tuple(sorted(models.items(), key=lambda kv: (-kv[1], kv[0])))
+    return ordered, gpus.driver_version or gpus.kernel_module_version, source
+
+
+def driver_spread(
+    nodes: Iterable[tuple[str, tuple[tuple[str, int], ...], str]],
+) -> dict[str, str]:
+    """Node → why it is off: nodes of one GPU model on different drivers.
+
+    Within one model, nodes off the most common driver are named; on a tie, all are
+    (a half-finished rolling upgrade has no "right" side yet). `nodes` are
+    (name, models, driver) as models_and_driver gives them.
+    """
+    listed = list(nodes)
+    drivers: dict[str, Counter[str]] = {}
+    for _, models, driver in listed:
+        for model, _count in models:
+            if driver:
+                drivers.setdefault(model, Counter())[driver] += 1
+    flagged: dict[str, str] = {}
+    for model, counter in drivers.items():
+        if len(counter) < 2:
+            continue
+        ranked = counter.most_common()
+        majority = ranked[0][0] if ranked[0][1] > ranked[1][1] else None
+        spread = ", ".join(f"{version} on {count}" for version, count in sorted(ranked))
+        for name, models, driver in listed:
+            if model in dict(models) and driver and driver != majority:
+                flagged[name] = f"drivers differ between {model} nodes ({spread} nodes)"
+    return flagged
+
+
+def _node(entry: NodeEntry) -> NodeGpus:
+    report = entry.report
+    gpus = report.gpus
+    memory: list[int] = []
+    mig_instances = mig_enabled = 0
+    models, driver, source = models_and_driver(gpus)
+    if source == "nvml":
+        for d in gpus.devices:
+            memory.append(d.memory_total_bytes)
+            mig_instances += len(d.mig_devices)
+            mig_enabled += d.mig_enabled
     problems: list[tuple[str, str]] = []
     if gpus.driver_status == pb.DRIVER_STATUS_VERSION_MISMATCH:
         problems.append(
@@ -117,7 +158,7 @@ def _node(entry: NodeEntry) -> NodeGpus:
     return NodeGpus(
         node=entry.name,
         up=entry.up,
-        models=tuple(sorted(models.items(), key=lambda kv: (-kv[1], kv[0]))),
+        models=models,
         memory_bytes=tuple(memory),
         mig_instances=mig_instances,
         mig_enabled=mig_enabled,
@@ -145,17 +186,7 @@ def gpu_capacity(entries: tuple[NodeEntry, ...]) -> Capacity:
         if n.source == "nvml" and n.model:
             totals[n.model].memory_bytes += sum(n.memory_bytes)
             totals[n.model].mig_instances += n.mig_instances
-    # Within one model, nodes off the most common driver are flagged; on a tie, all are.
-    flagged: dict[str, str] = {}
-    for total in totals.values():
-        if len(total.drivers) < 2:
-            continue
-        ranked = total.drivers.most_common()
-        majority = ranked[0][0] if ranked[0][1] > ranked[1][1] else None
-        spread = ", ".join(f"{version} on {count}" for version, count in sorted(ranked))
-        for n in nodes:
-            if total.model in dict(n.models) and n.driver and n.driver != majority:
-                flagged[n.node] = f"drivers differ between {total.model} nodes ({spread} nodes)"
+    flagged = driver_spread((n.node, n.models, n.driver) for n in nodes)
     result = []
     for n in nodes:
         if n.node in flagged:

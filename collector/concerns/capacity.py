@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from collector.capacity import gpu_capacity
 from collector.concerns.base import Concern, Page, Sample, Section, gauge
 from collector.concerns.html import DASH, GIB, esc
+from collector.concerns.node import gpu_verdict
 from collector.state import NodeEntry
 
 # GPU model names are short ("NVIDIA A100-SXM4-80GB"); a cap keeps a hostile one bounded.
@@ -78,6 +79,8 @@ def _gib(value: int | None) -> str:
 def gpu_capacity_section(page: Page, nodes: tuple[NodeEntry, ...]) -> str:
     """GPU capacity per node and totals per model (collector.capacity computes, this draws)."""
     capacity = gpu_capacity(nodes)
+    # Red only where the gpu_nodes verdict flags the node: the page shows the judgement.
+    flagged, _notes = gpu_verdict(page.data.verdicts)
     rows = []
     for n in capacity.nodes:
         if not n.gpus and n.images_free is None:
@@ -90,7 +93,7 @@ def gpu_capacity_section(page: Page, nodes: tuple[NodeEntry, ...]) -> str:
             mig = f"{n.mig_instances} <small>on {n.mig_enabled} GPUs</small>"
         driver = esc(n.driver) or DASH
         source = f" <small>({esc(n.source)})</small>" if n.source == "kernel" else ""
-        if n.driver_problems:
+        if n.driver_problems and n.node in flagged:
             reasons = " ".join(esc(r) for r, _ in n.driver_problems)
             title = esc("; ".join(t for _, t in n.driver_problems))
             driver_cell = (
@@ -118,7 +121,8 @@ def gpu_capacity_section(page: Page, nodes: tuple[NodeEntry, ...]) -> str:
     model_rows = []
     for t in capacity.models:
         drivers = ", ".join(f"{esc(v)} <small>× {c}</small>" for v, c in sorted(t.drivers.items()))
-        differs = ' class="cell-bad" data-reason="driver_differs"' if len(t.drivers) > 1 else ""
+        spread = len(t.drivers) > 1 and any(node in flagged for node in t.nodes)
+        differs = ' class="cell-bad" data-reason="driver_differs"' if spread else ""
         model_rows.append(
             f'<tr data-model="{esc(t.model)}"><th>{esc(t.model)}</th>'
             f'<td class="num">{len(t.nodes)}</td><td class="num">{t.gpus}</td>'
@@ -129,7 +133,8 @@ def gpu_capacity_section(page: Page, nodes: tuple[NodeEntry, ...]) -> str:
     return (
         '<h2>GPU capacity</h2><p class="meta">Per node from NVML (or the kernel driver\'s '
         "records where NVML is not reachable); free space in GiB where container images land "
-        "and where the kubelet keeps volumes. A red driver cell names its reason: "
+        "and where the kubelet keeps volumes. A red driver cell (a node gpu_nodes flags) names "
+        "its reason: "
         "<b>driver_differs</b> (nodes of one model on different drivers) or "
         "<b>version_mismatch</b> (NVML: driver/library version mismatch).</p>"
         '<table id="gpu-capacity"><thead><tr><th>node</th><th>GPUs</th>'

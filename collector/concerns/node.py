@@ -70,7 +70,7 @@ def _gpu_counts(report: pb.NodeReport) -> tuple[int | None, int | None]:
     return pci, g.driver_count
 
 
-def _gpu_verdict(verdicts: tuple[Verdict, ...]) -> tuple[set[str], dict[str, str]]:
+def gpu_verdict(verdicts: tuple[Verdict, ...]) -> tuple[set[str], dict[str, str]]:
     """(nodes the gpu_nodes rule flags, its note per node): the page shows the rule's
     judgement and never compares counts itself."""
     for v in verdicts:
@@ -89,7 +89,7 @@ def capacity_table(page: Page, nodes: tuple[NodeEntry, ...]) -> str:
     total_driver = 0
     total_alloc = 0
     rows = []
-    gpu_flagged, gpu_notes = _gpu_verdict(data.verdicts)
+    gpu_flagged, gpu_notes = gpu_verdict(data.verdicts)
 
     def num(value: float | int | None, fmt: str = "{}") -> str:
         return DASH if value is None else fmt.format(value)

@@ -1,4 +1,5 @@
-"""gpu_nodes: ≥ 1 GPU node, and on each the PCI, kernel driver and allocatable counts agree.
+"""gpu_nodes: ≥ 1 GPU node, on each the PCI, kernel driver and allocatable counts agree,
+and nodes of one GPU model run one driver version.
 
 PCI sees the hardware with no driver, the kernel driver's view (sysfs binding and
 /proc/driver/nvidia, read by an unprivileged agent) what the nvidia module drives, and
@@ -8,6 +9,9 @@ count joins the comparison only where it answered, and its absence alone (an age
 without the NVIDIA runtime) never makes a node warn. GPUs bound to vfio-pci are
 passthrough (handed to virtual machines), named as such and left out of the comparison.
 Agents that send no kernel view (older releases) are judged by NVML's count, as before.
+Nodes of one model on different drivers (a rolling upgrade left half done) warn: the
+minority, or on a tie every side (collector.capacity.driver_spread, which the capacity
+view shows too).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from collector.capacity import driver_spread, models_and_driver
 from collector.rules.memo import PerReport
 from collector.rules.model import Evidence, Verdict, count, names
 from preflight.v1 import report_pb2 as pb
@@ -28,6 +33,8 @@ class _Node:
     problems: list[str] = field(default_factory=list)  # make the node warn
     notes: list[str] = field(default_factory=list)  # said, never warn
     mismatch: bool = False
+    models: tuple[tuple[str, int], ...] = ()  # model × GPUs (collector.capacity)
+    driver: str = ""
 
     @property
     def disagree(self) -> bool:
@@ -39,7 +46,8 @@ class _Node:
 
 
 def _from_report(gpus: pb.GpuFacts) -> _Node:
-    node = _Node()
+    models, driver, _source = models_and_driver(gpus)
+    node = _Node(models=models, driver=driver)
     if gpus.kernel_module == pb.KERNEL_MODULE_UNSPECIFIED:
         # An agent without the kernel view: NVML's count is all there is.
         node.counts = {"pci": gpus.pci_count, "driver": gpus.driver_count}
@@ -93,15 +101,18 @@ def evaluate(view: Evidence) -> Verdict:
         for kube_node in view.kube.nodes:
             seen = nodes.get(kube_node.name) or _Node()
             counts = {**seen.counts, "allocatable": kube_node.allocatable_gpus}
-            nodes[kube_node.name] = _Node(counts, seen.problems, seen.notes, seen.mismatch)
+            nodes[kube_node.name] = _Node(
+                counts, seen.problems, seen.notes, seen.mismatch, seen.models, seen.driver
+            )
     if not nodes:
         return Verdict(REQUIREMENT, "unknown", "no agent report and no Kubernetes API")
-    notes = tuple(
-        (name, "; ".join(n.problems + n.notes))
-        for name, n in sorted(nodes.items())
-        if n.problems or n.notes
-    )
     gpu_nodes = sorted(name for name, n in nodes.items() if n.has_gpus)
+    spread = driver_spread((name, nodes[name].models, nodes[name].driver) for name in gpu_nodes)
+    notes = tuple(
+        (name, "; ".join(n.problems + ([spread[name]] if name in spread else []) + n.notes))
+        for name, n in sorted(nodes.items())
+        if n.problems or n.notes or name in spread
+    )
     if not gpu_nodes:
         return Verdict(
             REQUIREMENT,
@@ -111,7 +122,8 @@ def evaluate(view: Evidence) -> Verdict:
         )
     disagree = [name for name in gpu_nodes if nodes[name].disagree]
     mismatch = [name for name in gpu_nodes if nodes[name].mismatch and name not in disagree]
-    if disagree or mismatch:
+    drivers = sorted(spread)
+    if disagree or mismatch or drivers:
         parts = []
         if disagree:
             described = [_describe(name, nodes[name]) for name in disagree]
@@ -123,11 +135,18 @@ def evaluate(view: Evidence) -> Verdict:
                 "NVML driver/library version mismatch (reload the module or reboot after the "
                 f"driver upgrade) on {count(len(mismatch), 'node')}: {names(mismatch, 3)}"
             )
+        if drivers:
+            # Each sentence names its model and the versions: one per model suffices.
+            sentences = sorted(set(spread.values()))
+            parts.append(
+                f"{'; '.join(sentences)}: {names(drivers, 3)} (a rolling driver upgrade "
+                "not finished: jobs behave differently per node)"
+            )
         return Verdict(
             REQUIREMENT,
             "warn",
             "; ".join(parts),
-            nodes=tuple(sorted(disagree + mismatch)),
+            nodes=tuple(sorted(set(disagree + mismatch + drivers))),
             node_notes=notes,
         )
     total = sum(max(nodes[n].counts.values()) for n in gpu_nodes)

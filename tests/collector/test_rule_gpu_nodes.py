@@ -181,3 +181,35 @@ def test_nouveau_is_named() -> None:
     verdict = gpu_nodes.evaluate(view(entry(message)))
     assert verdict.status == "warn"
     assert "(nvidia module not loaded, 8 nouveau)" in verdict.reason
+
+
+def _on_driver(name: str, version: str, model: str = "NVIDIA A100-SXM4-80GB") -> pb.NodeReport:
+    return gpu_report(name, "gpu-8-healthy", FakeNvml(8, name=model, driver_version=version))
+
+
+def test_a_rolling_driver_upgrade_left_half_done_warns_on_the_minority() -> None:
+    nodes = [
+        entry(_on_driver("a100-1", "550.54.14")),
+        entry(_on_driver("a100-2", "550.54.14")),
+        entry(_on_driver("a100-3", "535.129.03")),
+        # Another model on another driver is no spread: each model is compared with itself.
+        entry(_on_driver("h100-1", "535.129.03", model="NVIDIA H100 80GB HBM3")),
+    ]
+    verdict = gpu_nodes.evaluate(view(*nodes))
+    assert verdict.status == "warn", verdict.reason
+    assert verdict.nodes == ("a100-3",)
+    assert (
+        "drivers differ between NVIDIA A100-SXM4-80GB nodes (535.129.03 on 1, 550.54.14 on 2 "
+        "nodes): a100-3" in verdict.reason
+    )
+    assert "drivers differ" in dict(verdict.node_notes)["a100-3"]
+    assert "a100-1" not in dict(verdict.node_notes)
+    # Finished: every A100 on 550, and the verdict passes again.
+    nodes[2] = entry(_on_driver("a100-3", "550.54.14"))
+    assert gpu_nodes.evaluate(view(*nodes)).status == "pass"
+
+
+def test_a_driver_tie_names_every_side() -> None:
+    nodes = [entry(_on_driver("a100-1", "550.54.14")), entry(_on_driver("a100-2", "535.129.03"))]
+    verdict = gpu_nodes.evaluate(view(*nodes))
+    assert verdict.status == "warn" and verdict.nodes == ("a100-1", "a100-2"), verdict.reason

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pynvml
 
 from collector.published import Published
+from collector.rules import gpu_nodes
 from collector.state import NodeEntry
 from preflight.v1 import report_pb2 as pb
 from tests.support.builders import view
@@ -72,5 +73,7 @@ def capacity_reports() -> list[pb.NodeReport]:
 
 
 def capacity_view(entries: tuple[NodeEntry, ...]) -> Published:
-    """What the status page renders for `entries` (no verdicts: the page's capacity only)."""
-    return Published(state=view(*entries).state, verdicts=(), ready=())
+    """What the status page renders for `entries`: their state and the gpu_nodes verdict
+    (the page colours what that rule flags)."""
+    evidence = view(*entries)
+    return Published(state=evidence.state, verdicts=(gpu_nodes.evaluate(evidence),), ready=())
