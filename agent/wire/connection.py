@@ -6,6 +6,11 @@ for WINDOW_UPDATE); received data is acknowledged as it is consumed, so h2 sends
 WINDOW_UPDATEs. h2 answers PINGs and SETTINGS itself. A GOAWAY stops new streams here
 and fails those the server did not take (retryable, UNAVAILABLE); a lost transport
 fails every open stream the same way. The channel (agent.wire.channel) then dials anew.
+
+GOAWAY frames are taken out of the byte stream before h2 sees them: h2 moves the whole
+connection to CLOSED on one and then refuses the frames of the streams the server is
+still finishing (python-hyper/h2#1181), where RFC 9113 §6.8 (and grpcio's graceful
+stop) lets them complete.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from agent.wire.framing import (
 from agent.wire.status import RpcError, StatusCode
 
 log = logging.getLogger(__name__)
+
+FRAME_HEADER = 9  # RFC 9113 §4.1: length (3), type (1), flags (1), stream id (4)
+GOAWAY = 0x7
 
 
 class _Stream:
@@ -80,11 +88,12 @@ class Connection(asyncio.Protocol):
         )
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, _Stream] = {}
+        self._inbound = bytearray()  # a partial frame, waiting for the rest
         self.closed = False
         self.goaway = False
         # When the peer last sent anything: a call that times out on a connection that
         # has said nothing since the call began is on a dead connection (no RST came).
-        self.last_received = time.monotonic()
+        self.last_received = 0.0  # never
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -98,6 +107,37 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_received = time.monotonic()
+        self._inbound += data
+        passed = bytearray()
+        while len(self._inbound) >= FRAME_HEADER:
+            length = int.from_bytes(self._inbound[:3], "big")
+            if length > self._h2.max_inbound_frame_size:
+                break  # h2 sees it below and raises FRAME_SIZE_ERROR
+            end = FRAME_HEADER + length
+            if len(self._inbound) < end:
+                break
+            frame = bytes(self._inbound[:end])
+            del self._inbound[:end]
+            if frame[3] == GOAWAY and length >= 8:
+                if not self._feed(bytes(passed)):
+                    return
+                passed.clear()
+                last = int.from_bytes(frame[9:13], "big") & 0x7FFFFFFF
+                self._goaway(last, int.from_bytes(frame[13:17], "big"))
+            else:
+                passed += frame
+        if self._inbound and len(self._inbound) >= FRAME_HEADER:
+            length = int.from_bytes(self._inbound[:3], "big")
+            if length > self._h2.max_inbound_frame_size:
+                passed += self._inbound
+                self._inbound.clear()
+        self._feed(bytes(passed))
+        self._flush()
+
+    def _feed(self, data: bytes) -> bool:
+        """Whole frames into h2 and their events handled; False when the connection died."""
+        if not data or self.closed:
+            return not self.closed
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as error:
@@ -105,10 +145,10 @@ class Connection(asyncio.Protocol):
             self._fail_all(RpcError(StatusCode.INTERNAL, f"HTTP/2 protocol error: {error}"))
             self._flush()
             self._abort()
-            return
+            return False
         for event in events:
             self._handle(event)
-        self._flush()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -144,6 +184,8 @@ class Connection(asyncio.Protocol):
             stream = self._streams.pop(event.stream_id or 0, None)
             if stream is not None:
                 stream.finish()
+            if self.goaway and not self._streams:
+                self.close()  # drained after GOAWAY
         elif isinstance(event, h2.events.StreamReset):
             stream = self._streams.pop(event.stream_id or 0, None)
             if stream is not None:
@@ -154,7 +196,7 @@ class Connection(asyncio.Protocol):
                         f"stream reset by {self.peer} (HTTP/2 error code {code})",
                     )
                 )
-        elif isinstance(event, h2.events.ConnectionTerminated):
+        elif isinstance(event, h2.events.ConnectionTerminated):  # only if one slipped past
             self._goaway(int(event.last_stream_id or 0), int(event.error_code or 0))
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             for stream in self._streams.values():
