@@ -1,5 +1,8 @@
 """What the running agent loads: libraries only failures need stay out until a failure.
 
+grpcio (~24 MiB) and pydantic (~9 MiB) are never loaded: the agent's gRPC client is
+agent.wire on h2, its config and profiles are preflight.strict dataclasses.
+
 dnspython (the detail of a failed resolution) and cryptography (parsing a certificate
 that failed verification) cost the agent about 15 and 16 MiB of resident memory; a
 healthy node needs neither (docs/performance.md, "Agent footprint").
@@ -10,6 +13,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
+from pathlib import Path
+
+from tests.support.procs import start, stop, wait_for, write_collector_config
 
 LAZY = ("cryptography", "dns")
 
@@ -42,3 +49,63 @@ def test_parsing_an_unverified_certificate_loads_cryptography() -> None:
         "certificate_from_der(ssl.PEM_cert_to_DER_cert(pem.decode()), verified=False)\n"
     )
     assert loaded_after(code) == ["cryptography"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_live_agent_that_reported_has_neither_grpcio_nor_pydantic_mapped(
+    tmp_path: Path,
+) -> None:
+    """The agent speaks agent.wire (h2) and strict dataclasses; the collector keeps grpcio."""
+    grpc_port, http_port = _free_port(), _free_port()
+    config = write_collector_config(
+        tmp_path / "collector.yaml", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}", 5
+    )
+    collector = start("preflight-collector", "--config", str(config), log=tmp_path / "c.log")
+    agent_config = tmp_path / "agent.yaml"
+    agent_config.write_text("egress:\n  timeout: 1s\n")
+    agent = None
+    try:
+        agent = start(
+            "preflight-agent",
+            "--config", str(agent_config),
+            "--collector", f"127.0.0.1:{grpc_port}",
+            "--node-name", "footprint-node",
+            log=tmp_path / "a.log",
+        )  # fmt: skip
+
+        def reported() -> bool:
+            url = f"http://127.0.0.1:{http_port}/api/v1/nodes"
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return "footprint-node" in response.read().decode()
+
+        wait_for(reported, 60, "the agent's first report reaches the collector")
+        agent_maps = Path(f"/proc/{agent.pid}/maps").read_text()
+        collector_maps = Path(f"/proc/{collector.pid}/maps").read_text()
+    finally:
+        if agent is not None:
+            stop(agent)
+        stop(collector)
+    # grpcio is a C extension (cygrpc), pydantic too (pydantic_core): mapped when loaded.
+    assert "cygrpc" in collector_maps  # the check can see it
+    assert "cygrpc" not in agent_maps
+    assert "pydantic_core" not in agent_maps
+
+
+def test_starting_the_agent_imports_neither_grpc_nor_pydantic() -> None:
+    script = (
+        "import sys, agent.cli, agent.runner, agent.fanout, agent.kinds, agent.plan\n"
+        "from agent.config import load_config\n"
+        "agent.plan.AgentPlan(load_config(None))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'grpc', 'pydantic', 'h2'}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert out.strip() == "['h2']"
