@@ -109,3 +109,19 @@ def test_starting_the_agent_imports_neither_grpc_nor_pydantic() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     ).stdout
     assert out.strip() == "['h2']"
+
+
+def test_agent_version_without_importlib_metadata_is_the_installed_one() -> None:
+    script = (
+        "import sys\n"
+        "from agent.runner import agent_version\n"
+        "mine = agent_version()\n"
+        "loaded = 'importlib.metadata' in sys.modules\n"
+        "from importlib import metadata\n"
+        "print(mine, metadata.version('runai-preflight'), loaded)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split()
+    assert out[0] == out[1] != "0.0.0+unknown"
+    assert out[2] == "False"
