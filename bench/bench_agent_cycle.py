@@ -348,12 +348,14 @@ def _local_origin(tmp: Path) -> tuple[Any, int, Path]:
     return httpd, int(httpd.server_address[1]), ca_file
 
 
-def _live_agent_succeeding(seconds: float) -> dict[str, Any]:
-    """The agent with every target up (a local TLS origin) delivering to a real collector.
+def _live_agent_local(seconds: float, *, trusted: bool = True) -> dict[str, Any]:
+    """The agent probing a local TLS origin, delivering to a real collector.
 
     The profile is runai-2020 with its six targets pointed at the local origin (same
-    names, paths, expectations), so the probes do what they do on a healthy node:
-    resolve, connect, verified TLS, one HTTP exchange, and the reports are acknowledged.
+    names and paths), so the probes do what they do on a healthy node: resolve, connect,
+    verified TLS, one HTTP exchange, and the reports are acknowledged. Not `trusted`
+    (the origin's CA is not given to the agent): every target fails `tls_untrusted` and
+    the agent parses each presented certificate, as behind an intercepting proxy.
     """
     import yaml
 
@@ -379,7 +381,13 @@ def _live_agent_succeeding(seconds: float) -> dict[str, Any]:
         )
     )
     (tmp / "agent.yaml").write_text(
-        yaml.safe_dump({"profile": str(tmp / "profile.yaml"), "egress": {"ca_file": str(ca_file)}})
+        yaml.safe_dump(
+            {
+                "profile": str(tmp / "profile.yaml"),
+                # Not trusted: the system store only, which does not know the private CA.
+                "egress": {"ca_file": str(ca_file)} if trusted else {},
+            }
+        )
     )
     binary = Path(sys.executable).parent
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
@@ -482,7 +490,8 @@ def footprint(seconds: float) -> str:
             over += f" (+{(kib - client_base) / 1024:.1f} over asyncio + ssl)"
         rows.append(f"| {name} | {kib / 1024:.1f} MiB | {over} |")
     live = _live_agent(seconds)
-    healthy = _live_agent_succeeding(seconds)
+    healthy = _live_agent_local(seconds)
+    untrusted = _live_agent_local(seconds, trusted=False)
     ne = _node_exporter(3)
     bb = _blackbox_rss()
     return "\n".join(
@@ -499,6 +508,11 @@ def footprint(seconds: float) -> str:
                 f"live `preflight-agent`, every target up (local TLS origin), reporting to a "
                 f"collector, after {seconds:g} s",
                 healthy,
+            ),
+            _live_row(
+                f"live `preflight-agent`, every target `tls_untrusted` (local origin, its CA "
+                f"not trusted), reporting to a collector, after {seconds:g} s",
+                untrusted,
             ),
             f"| node_exporter after 4 scrapes | {ne['rss_kib'] / 1024:.1f} MiB (peak) | |",
             f"| blackbox_exporter after one probe | {bb / 1024:.1f} MiB | |",
