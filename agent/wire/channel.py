@@ -106,10 +106,14 @@ class Channel:
                         server_hostname=self._verify_name() if self.ssl_context else None,
                     )  # fmt: skip
             except ssl.SSLError as error:
+                # No traceback kept: through asyncio's frames it would hold the SSL
+                # objects in a cycle until a full GC (agent/probes/egress/tls.py).
+                error.__traceback__ = error.__context__ = None
                 raise RpcError(
                     StatusCode.UNAVAILABLE, f"TLS handshake with {peer} failed: {error}"
                 ) from None
             except OSError as error:
+                error.__traceback__ = error.__context__ = None
                 raise RpcError(
                     StatusCode.UNAVAILABLE, f"failed to connect to {peer}: {error}"
                 ) from None
