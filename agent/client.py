@@ -81,12 +81,18 @@ class ReportClient:
             await asyncio.sleep(seconds)
 
     async def _call(self, report: pb.NodeReport) -> pb.ReportAck:
-        answer = await self._channel.unary(
-            REPORT_METHOD,
-            report.SerializeToString(),
-            timeout=self.timeout,
-            metadata=call_metadata(self.token_file) or (),
-        )
+        try:
+            answer = await self._channel.unary(
+                REPORT_METHOD,
+                report.SerializeToString(),
+                timeout=self.timeout,
+                metadata=call_metadata(self.token_file) or (),
+            )
+        except RpcError:
+            raise
+        except Exception as unexpected:  # a bug must not end delivery for good: back off
+            log.exception("report to %s failed unexpectedly", self.address)
+            raise RpcError(StatusCode.UNKNOWN, repr(unexpected)) from None
         ack = pb.ReportAck()
         try:
             ack.ParseFromString(answer)

@@ -237,6 +237,11 @@ class Connection(asyncio.Protocol):
             self._flush()
             await self._send_body(sid, stream, body)
             await stream.done
+        except h2.exceptions.ProtocolError as error:
+            # h2 refused to send (the stream or connection closed under us): a failed
+            # call, never an exception the caller does not expect.
+            self._streams.pop(sid, None)
+            raise RpcError(StatusCode.UNAVAILABLE, f"HTTP/2 stream failed: {error!r}") from None
         except BaseException:
             # Cancelled (the deadline) or failed: tell the server we gave up on it.
             if self._streams.pop(sid, None) is not None and not self.closed:
