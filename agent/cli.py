@@ -46,12 +46,12 @@ def effective_config(args: argparse.Namespace) -> AgentConfig:
     config = load_config(args.config)
     updates: dict[str, object] = {}
     if args.collector:
-        updates["collector"] = config.collector.model_copy(update={"address": args.collector})
+        updates["collector"] = config.collector.replace(address=args.collector)
     if args.host_root:
         updates["host_root"] = args.host_root
     if args.profile:
         updates["profile"] = args.profile
-    return config.model_copy(update=updates) if updates else config
+    return config.replace(**updates) if updates else config
 
 
 async def run_once(

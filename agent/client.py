@@ -1,40 +1,28 @@
 """Pushes reports to the collector over gRPC: latest snapshot only, capped backoff with jitter.
 
-The channel never follows HTTPS_PROXY (`grpc.enable_http_proxy=0`): the egress
-proxy being probed must never carry collector traffic.
+The channel is agent.wire (gRPC over h2, not grpcio: docs/performance.md, "Agent
+footprint"). It never follows HTTPS_PROXY: it reads no proxy setting at all, so the
+egress proxy being probed never carries collector traffic.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
-import grpc.aio
-
 from agent.config import CollectorTls
-from agent.identity import call_metadata, channel_credentials, tls_channel_options
+from agent.identity import call_metadata, client_ssl_context, verification_name
+from agent.wire import Channel, RpcError, StatusCode
 from preflight.v1 import report_pb2 as pb
-from preflight.v1 import report_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
 INITIAL_BACKOFF_SECONDS = 0.5
-REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
-
-
-def channel_options(max_backoff: float) -> list[tuple[str, int]]:
-    backoff_ms = int(max_backoff * 1000)
-    return [
-        ("grpc.enable_http_proxy", 0),
-        ("grpc.initial_reconnect_backoff_ms", int(INITIAL_BACKOFF_SECONDS * 1000)),
-        ("grpc.min_reconnect_backoff_ms", int(INITIAL_BACKOFF_SECONDS * 1000)),
-        ("grpc.max_reconnect_backoff_ms", max(backoff_ms, 1000)),
-    ]
+REFUSED = (StatusCode.UNAUTHENTICATED, StatusCode.PERMISSION_DENIED)
+REPORT_METHOD = "/preflight.v1.Collector/Report"
 
 
 def backoff_delay(failures: int, cap: float) -> float:
@@ -56,25 +44,24 @@ class ReportClient:
         tls: CollectorTls | None = None,
         token_file: Path | None = None,
         target: str | None = None,
-        extra_options: tuple[tuple[str, str], ...] = (),
+        authority: str | None = None,
+        server_name: str | None = None,
     ) -> None:
         # `target` (default: `address`) is what the channel dials; agent.fanout passes
-        # one resolved address of `address` and names the service in `extra_options`.
+        # one resolved address of `address`, the service as `authority` and, with TLS,
+        # the name its certificate carries as `server_name` (tls.server_name wins).
         self.address = address
         self.timeout = timeout
         self.max_backoff = max_backoff
         self.on_ack = on_ack
         self.token_file = token_file
         tls = tls or CollectorTls()
-        credentials = channel_credentials(tls)
-        options = [*channel_options(max_backoff), *tls_channel_options(tls), *extra_options]
-        target = target or address
-        self._channel = (
-            grpc.aio.insecure_channel(target, options=options)
-            if credentials is None
-            else grpc.aio.secure_channel(target, credentials, options=options)
+        self._channel = Channel(
+            target or address,
+            ssl_context=client_ssl_context(tls),
+            server_name=verification_name(tls) or server_name,
+            authority=authority,
         )
-        self._stub = pb_grpc.CollectorStub(self._channel)
         self._latest: pb.NodeReport | None = None
         self._pending = asyncio.Event()
         self.delivered = 0
@@ -85,10 +72,33 @@ class ReportClient:
         self._latest = report
         self._pending.set()
 
-    async def _wait_for_collector(self, seconds: float) -> None:
-        # Returns early the moment the channel is ready again.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._channel.channel_ready(), seconds)
+    async def _wait_for_collector(self, seconds: float, error: RpcError) -> None:
+        if error.code() == StatusCode.UNAVAILABLE and not self._channel.connected:
+            # Unreachable: returns early the moment the collector accepts a connection.
+            await self._channel.wait_ready(seconds)
+        else:
+            # The collector answered (refused, deadline, ...): the full pause.
+            await asyncio.sleep(seconds)
+
+    async def _call(self, report: pb.NodeReport) -> pb.ReportAck:
+        try:
+            answer = await self._channel.unary(
+                REPORT_METHOD,
+                report.SerializeToString(),
+                timeout=self.timeout,
+                metadata=call_metadata(self.token_file) or (),
+            )
+        except RpcError:
+            raise
+        except Exception as unexpected:  # a bug must not end delivery for good: back off
+            log.exception("report to %s failed unexpectedly", self.address)
+            raise RpcError(StatusCode.UNKNOWN, repr(unexpected)) from None
+        ack = pb.ReportAck()
+        try:
+            ack.ParseFromString(answer)
+        except Exception as error:  # protobuf's DecodeError; a broken answer, not a crash
+            raise RpcError(StatusCode.INTERNAL, f"undecodable ReportAck: {error}") from None
+        return ack
 
     async def run(self) -> None:
         failures = 0
@@ -98,11 +108,9 @@ class ReportClient:
             assert report is not None
             report.sent_at.GetCurrentTime()
             try:
-                ack = await self._stub.Report(
-                    report, timeout=self.timeout, metadata=call_metadata(self.token_file)
-                )
-            except grpc.aio.AioRpcError as error:
-                if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                ack = await self._call(report)
+            except RpcError as error:
+                if error.code() == StatusCode.INVALID_ARGUMENT:
                     # Resending the same report cannot help; wait for the next one.
                     self.rejected += 1
                     log.error("collector rejected report %d: %s", report.sequence, error.details())
@@ -121,7 +129,7 @@ class ReportClient:
                     error.details(),
                     delay,
                 )
-                await self._wait_for_collector(delay)
+                await self._wait_for_collector(delay, error)
                 continue
             if failures:
                 log.info("collector %s reachable again", self.address)

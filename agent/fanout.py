@@ -56,7 +56,7 @@ def is_ip(host: str) -> bool:
 
 
 def grpc_target(ip: str, port: int) -> str:
-    """The target gRPC dials for one resolved address (no second resolution)."""
+    """The target (grpcio's spelling, agent.wire reads it) for one resolved address."""
     return f"ipv6:[{ip}]:{port}" if ":" in ip else f"ipv4:{ip}:{port}"
 
 
@@ -116,14 +116,13 @@ class FanoutClient:
         return sum(r.client.delivered for r in self.replicas.values())
 
     def _client(self, key: str, target: str | None) -> ReportClient:
-        extra: tuple[tuple[str, str], ...] = ()
+        authority = server_name = None
         if self._name is not None:
             host, port = self._name
             # The replicas are one service: its name is the authority, and with TLS
-            # the name the certificate must carry unless server_name says otherwise.
-            extra = (("grpc.default_authority", f"{host}:{port}"),)
-            if self.tls.enabled and self.tls.server_name is None:
-                extra = (*extra, ("grpc.ssl_target_name_override", host))
+            # the name the certificate must carry unless tls.server_name says otherwise.
+            authority = f"{host}:{port}"
+            server_name = host
         label = self.address if target is None else f"{self.address} at {key}"
         return ReportClient(
             label,
@@ -133,7 +132,8 @@ class FanoutClient:
             tls=self.tls,
             token_file=self.token_file,
             target=target,
-            extra_options=extra,
+            authority=authority,
+            server_name=server_name,
         )
 
     def _ack(self, key: str, ack: pb.ReportAck) -> None:

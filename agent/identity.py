@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from pathlib import Path
-
-import grpc
 
 from agent.config import CollectorEndpoint, CollectorTls, ConfigError
 
@@ -34,22 +33,26 @@ def check_files(endpoint: CollectorEndpoint, source: str) -> None:
             raise ConfigError(f"{source}: key '{key}': cannot read {path}")
 
 
-def channel_credentials(tls: CollectorTls) -> grpc.ChannelCredentials | None:
-    """TLS credentials from the config, or None for plaintext (loopback, demo)."""
+def client_ssl_context(tls: CollectorTls) -> ssl.SSLContext | None:
+    """The TLS context of the collector channel, or None for plaintext (loopback, demo).
+
+    Verifies the collector against `ca_file` (else the system store), offers only HTTP/2
+    (ALPN "h2", as gRPC requires) and presents the client certificate when configured.
+    """
     if not tls.enabled:
         return None
-    root = tls.ca_file.read_bytes() if tls.ca_file is not None else None
-    key = tls.key_file.read_bytes() if tls.key_file is not None else None
-    cert = tls.cert_file.read_bytes() if tls.cert_file is not None else None
-    return grpc.ssl_channel_credentials(
-        root_certificates=root, private_key=key, certificate_chain=cert
+    context = ssl.create_default_context(
+        cafile=str(tls.ca_file) if tls.ca_file is not None else None
     )
+    if tls.cert_file is not None and tls.key_file is not None:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    context.set_alpn_protocols(["h2"])
+    return context
 
 
-def tls_channel_options(tls: CollectorTls) -> list[tuple[str, str]]:
-    if tls.server_name is None:
-        return []
-    return [("grpc.ssl_target_name_override", tls.server_name)]
+def verification_name(tls: CollectorTls) -> str | None:
+    """The name the collector's certificate must carry when it is not the address's host."""
+    return tls.server_name
 
 
 def read_token(path: Path | None) -> str | None:

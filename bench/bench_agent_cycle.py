@@ -13,7 +13,9 @@ following scrapes (from its threads' schedstat), peak RSS (VmHWM).
 
 Run: .venv/bin/python bench/bench_agent_cycle.py [--cycles 20] [--write-docs]
      .venv/bin/python bench/bench_agent_cycle.py --footprint 60   (memory: import cost per
-     dependency, a live agent with the default probes, node_exporter, blackbox_exporter)
+     dependency; a live agent with the default probes, targets failing, collector port
+     closed; a live agent whose targets succeed (a local TLS origin) reporting to a real
+     collector; node_exporter, blackbox_exporter -- all in one run)
 Prints the figures; --write-docs replaces the "Agent cycle" section of docs/performance.md.
 """
 
@@ -236,9 +238,14 @@ def _write_docs(text: str) -> None:
 
 # What each dependency costs in resident memory, imported alone into a bare interpreter.
 IMPORTS = {
+    "asyncio + ssl (what any client needs)": "import asyncio, ssl",
+    # Measured over "asyncio + ssl" too (the last column says so): what the client adds.
+    "h2 (after asyncio + ssl)": "import asyncio, ssl, h2.connection",
+    "agent.wire (the agent's gRPC client, h2)": "import asyncio, ssl, agent.wire",
     "grpc": "import grpc, grpc.aio",
     "protobuf + generated code": "import preflight.v1.report_pb2",
     "pydantic": "import pydantic",
+    "preflight.strict (config and profiles without pydantic)": "import preflight.strict",
     "cryptography (x509)": "from cryptography import x509",
     "dnspython (asyncresolver)": "import dns.asyncresolver",
     "h11": "import h11",
@@ -271,6 +278,25 @@ def _import_cost(code: str) -> int:
     raise SystemExit("no VmRSS")
 
 
+def _sample_agent(proc: subprocess.Popen[bytes], seconds: float) -> dict[str, Any]:
+    samples = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(5)
+        if proc.poll() is not None:
+            raise SystemExit(f"the agent exited with {proc.returncode}")
+        samples.append(_rss_kib(proc.pid))
+    maps = Path(f"/proc/{proc.pid}/maps").read_text()
+    return {
+        "rss_kib": samples[-1],
+        "rss_first_kib": samples[0],
+        "hwm_kib": _proc_hwm_kib(proc.pid),
+        "cryptography_loaded": "cryptography" in maps,
+        "grpc_loaded": "cygrpc" in maps,
+        "pydantic_loaded": "pydantic_core" in maps,
+    }
+
+
 def _live_agent(seconds: float) -> dict[str, Any]:
     """`preflight-agent` with the default probes and profile, collector port closed."""
     port = _free_port()  # nothing listens: the agent keeps one pending report
@@ -286,21 +312,138 @@ def _live_agent(seconds: float) -> dict[str, Any]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        samples = []
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            time.sleep(5)
-            samples.append(_rss_kib(proc.pid))
-        maps = Path(f"/proc/{proc.pid}/maps").read_text()
-        return {
-            "rss_kib": samples[-1],
-            "rss_first_kib": samples[0],
-            "hwm_kib": _proc_hwm_kib(proc.pid),
-            "cryptography_loaded": "cryptography" in maps,
-        }
+        return _sample_agent(proc, seconds)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _local_origin(tmp: Path) -> tuple[Any, int, Path]:
+    """A real HTTPS origin on 127.0.0.1 (private CA), answering every GET with 200."""
+    import http.server
+    import ssl
+    import threading
+
+    import trustme
+
+    ca = trustme.CA()
+    ca_file = tmp / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem.bytes())
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, int(httpd.server_address[1]), ca_file
+
+
+def _live_agent_local(seconds: float, *, trusted: bool = True) -> dict[str, Any]:
+    """The agent probing a local TLS origin, delivering to a real collector.
+
+    The profile is runai-2020 with its six targets pointed at the local origin (same
+    names and paths), so the probes do what they do on a healthy node: resolve, connect,
+    verified TLS, one HTTP exchange, and the reports are acknowledged. Not `trusted`
+    (the origin's CA is not given to the agent): every target fails `tls_untrusted` and
+    the agent parses each presented certificate, as behind an intercepting proxy.
+    """
+    import yaml
+
+    tmp = Path(tempfile.mkdtemp(prefix="pf-footprint-"))
+    httpd, port, ca_file = _local_origin(tmp)
+    profile = yaml.safe_load(
+        (REPO / "proto" / "preflight" / "profiles" / "runai-2020.yaml").read_text()
+    )
+    profile["name"] = "runai-2020-local"
+    for target in profile["egress"]["targets"]:
+        target["host"], target["port"] = "localhost", port
+        target.pop("expect_status", None)  # the origin answers 200 to every path
+        target.pop("require_header_for", None)
+    (tmp / "profile.yaml").write_text(yaml.safe_dump(profile))
+    grpc_port, http_port = _free_port(), _free_port()
+    (tmp / "collector.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "listen": {"grpc": f"127.0.0.1:{grpc_port}", "http": f"127.0.0.1:{http_port}"},
+                "kubernetes": {"mode": "none"},
+                "profile": str(tmp / "profile.yaml"),
+            }
+        )
+    )
+    (tmp / "agent.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "profile": str(tmp / "profile.yaml"),
+                # Not trusted: the system store only, which does not know the private CA.
+                "egress": {"ca_file": str(ca_file)} if trusted else {},
+            }
+        )
+    )
+    binary = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    collector = subprocess.Popen(
+        [str(binary / "preflight-collector"), "--config", str(tmp / "collector.yaml")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    agent = None
+    try:
+        agent = subprocess.Popen(
+            [
+                str(binary / "preflight-agent"),
+                "--config", str(tmp / "agent.yaml"),
+                "--collector", f"127.0.0.1:{grpc_port}",
+                "--log-level", "WARNING",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )  # fmt: skip
+        result = _sample_agent(agent, seconds)
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        result["targets_up"] = sum(
+            1
+            for line in metrics.splitlines()
+            if line.startswith("preflight_egress_up{") and line.endswith(" 1.0")
+        )
+        return result
+    finally:
+        for proc in (agent, collector):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(10)
+        httpd.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _live_row(label: str, live: dict[str, Any]) -> str:
+    loaded = [
+        name
+        for name, key in (
+            ("grpcio", "grpc_loaded"),
+            ("pydantic", "pydantic_loaded"),
+            ("cryptography", "cryptography_loaded"),
+        )
+        if live[key]
+    ]
+    extra = f"; {live['targets_up']} targets up at the collector" if "targets_up" in live else ""
+    return (
+        f"| {label} | {live['rss_kib'] / 1024:.1f} MiB (first sample "
+        f"{live['rss_first_kib'] / 1024:.1f}, peak {live['hwm_kib'] / 1024:.1f}; mapped: "
+        f"{', '.join(loaded) or 'none of grpcio, pydantic, cryptography'}{extra}) | |"
+    )
 
 
 def _blackbox_rss() -> int:
@@ -337,10 +480,18 @@ def footprint(seconds: float) -> str:
     """Import cost per dependency, the live agent, and both exporters, in one run."""
     bare = _import_cost("pass")
     rows = [f"| bare interpreter | {bare / 1024:.1f} MiB | |"]
+    client_base = None
     for name, code in IMPORTS.items():
         kib = _import_cost(code)
-        rows.append(f"| {name} | {kib / 1024:.1f} MiB | +{(kib - bare) / 1024:.1f} MiB |")
+        over = f"+{(kib - bare) / 1024:.1f} MiB"
+        if name.startswith("asyncio + ssl"):
+            client_base = kib
+        elif code.startswith("import asyncio, ssl,") and client_base is not None:
+            over += f" (+{(kib - client_base) / 1024:.1f} over asyncio + ssl)"
+        rows.append(f"| {name} | {kib / 1024:.1f} MiB | {over} |")
     live = _live_agent(seconds)
+    healthy = _live_agent_local(seconds)
+    untrusted = _live_agent_local(seconds, trusted=False)
     ne = _node_exporter(3)
     bb = _blackbox_rss()
     return "\n".join(
@@ -348,10 +499,21 @@ def footprint(seconds: float) -> str:
             "| process / import | VmRSS | over the bare interpreter |",
             "| --- | --- | --- |",
             *rows,
-            f"| live `preflight-agent`, default probes, after {seconds:g} s | "
-            f"{live['rss_kib'] / 1024:.1f} MiB (first sample {live['rss_first_kib'] / 1024:.1f}, "
-            f"peak {live['hwm_kib'] / 1024:.1f}; cryptography mapped: "
-            f"{live['cryptography_loaded']}) | |",
+            _live_row(
+                f"live `preflight-agent`, default probes, targets failing, collector port "
+                f"closed, after {seconds:g} s",
+                live,
+            ),
+            _live_row(
+                f"live `preflight-agent`, every target up (local TLS origin), reporting to a "
+                f"collector, after {seconds:g} s",
+                healthy,
+            ),
+            _live_row(
+                f"live `preflight-agent`, every target `tls_untrusted` (local origin, its CA "
+                f"not trusted), reporting to a collector, after {seconds:g} s",
+                untrusted,
+            ),
             f"| node_exporter after 4 scrapes | {ne['rss_kib'] / 1024:.1f} MiB (peak) | |",
             f"| blackbox_exporter after one probe | {bb / 1024:.1f} MiB | |",
         ]

@@ -44,7 +44,6 @@ from aiohttp import web  # noqa: E402
 from kubernetes.client import Configuration  # noqa: E402
 
 from agent.config import CollectorTls  # noqa: E402
-from agent.identity import channel_credentials, tls_channel_options  # noqa: E402
 from collector.config import (  # noqa: E402
     AuthConfig,
     CollectorConfig,
@@ -60,6 +59,16 @@ from tests.support.kubeauth import FakeAuthApi  # noqa: E402
 
 SERVER_NAME = "preflight-collector.preflight.svc"
 TARGETS = ("charts", "hub.docker.com", "gcr.io", "quay.io", "grafana", "app.run.ai")
+
+
+def channel_credentials(tls: CollectorTls) -> grpc.ChannelCredentials:
+    """grpcio credentials for this load generator (the agent itself speaks agent.wire)."""
+    assert tls.ca_file is not None
+    return grpc.ssl_channel_credentials(root_certificates=tls.ca_file.read_bytes())
+
+
+def tls_channel_options(tls: CollectorTls) -> list[tuple[str, str]]:
+    return [] if tls.server_name is None else [("grpc.ssl_target_name_override", tls.server_name)]
 
 
 def make_report(node: int, sequence: int, rng: random.Random) -> pb.NodeReport:

@@ -3,10 +3,12 @@
 The egress probe reports them on success and, above all, on failure: the issuer of an
 untrusted certificate is how a TLS-inspecting proxy shows up. On success the verified
 connection already holds the parsed certificate (`getpeercert()`, OpenSSL's own
-decoding): nothing else is loaded. Only a certificate that failed verification is parsed
-from its DER bytes, with the `cryptography` package when it is installed (imported then,
-not at start: it costs the agent about 16 MiB of resident memory) and otherwise with
-the decoder the standard library uses for `getpeercert()` (`_ssl._test_decode_cert`).
+decoding): nothing else is loaded. A certificate that failed verification is parsed
+from its DER bytes by the same decoder the standard library uses for `getpeercert()`
+(`_ssl._test_decode_cert`), so the two paths render names alike. `cryptography` is only
+used when asked (`use_cryptography=True`: the tests check that both parsers agree): it
+cost the agent about 16 MiB of resident memory on the first TLS failure, which is when
+an operator most needs the agent to stay small (docs/performance.md, "Agent footprint").
 Names are rendered RFC 4514 style (`CN=...,O=...`), fingerprints as lower-case hex of
 the SHA-256 of the DER encoding.
 """
@@ -14,7 +16,6 @@ the SHA-256 of the DER encoding.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import ssl
 import tempfile
@@ -23,9 +24,6 @@ from typing import Any
 from agent.probes.results import Certificate
 
 __all__ = ["certificate_from_der", "certificate_from_peercert"]
-
-# Whether it is installed, without importing it (find_spec loads nothing).
-HAVE_CRYPTOGRAPHY = importlib.util.find_spec("cryptography") is not None
 
 # RFC 4514 short names for the attributes the stdlib decoder spells out.
 _STDLIB_SHORT_NAMES = {
@@ -42,15 +40,14 @@ _STDLIB_SHORT_NAMES = {
 
 
 def certificate_from_der(
-    der: bytes, *, verified: bool, tls_version: str = "", use_cryptography: bool | None = None
+    der: bytes, *, verified: bool, tls_version: str = "", use_cryptography: bool = False
 ) -> Certificate:
     """A Certificate record from a DER-encoded X.509 certificate.
 
     Raises ValueError when the bytes are not a certificate.
     """
     fingerprint = hashlib.sha256(der).hexdigest()
-    use_lib = HAVE_CRYPTOGRAPHY if use_cryptography is None else use_cryptography
-    fields = _parse_with_cryptography(der) if use_lib else _parse_with_stdlib(der)
+    fields = _parse_with_cryptography(der) if use_cryptography else _parse_with_stdlib(der)
     return Certificate(
         sha256_fingerprint=fingerprint, verified=verified, tls_version=tls_version, **fields
     )

@@ -292,5 +292,5 @@ async def run_check(
 def load_check_agent_config(path: Path | None, host_root: Path | None) -> AgentConfig:
     config = load_agent_config(path)
     if host_root is not None:
-        config = config.model_copy(update={"host_root": host_root})
+        config = config.replace(host_root=host_root)
     return config

@@ -93,13 +93,9 @@ async def demo(http_port: int, grpc_port: int, node_name: str) -> None:
 The first probe cycle takes up to the egress timeout (10s). Ctrl-C stops.""",
         flush=True,
     )
-    endpoint = agent_config.collector.model_copy(
-        update={"address": f"127.0.0.1:{collector.grpc_port}"}
-    )
+    endpoint = agent_config.collector.replace(address=f"127.0.0.1:{collector.grpc_port}")
     try:
-        await run_forever(
-            agent_config.model_copy(update={"collector": endpoint}), node_name, probes
-        )
+        await run_forever(agent_config.replace(collector=endpoint), node_name, probes)
     finally:
         await collector.stop()
 

@@ -1,7 +1,9 @@
-"""Conventions shared by every Preflight config file: durations, strict errors, YAML loading.
+"""The collector's strict config models (pydantic), on the conventions of preflight.strict.
 
-Both the agent and the collector read strict YAML whose errors name the file and
-the key; this module is the one place that says how.
+Every config file is strict YAML whose errors name the file and the key. The agent's
+config and the profiles are pydantic-free dataclasses (preflight.strict: the agent's
+memory); the collector's config keeps pydantic models, and this module gives them the
+same durations, the same ConfigError and the same YAML reading.
 """
 
 from __future__ import annotations
@@ -11,31 +13,20 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+from preflight.strict import ConfigError, parse_duration, read_yaml
 
-
-def parse_duration(value: Any) -> float:
-    """Seconds from `1m30s`-style text or a bare number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 30s, not a boolean")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        parts = _PART.findall(text)
-        if not text or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"expected a duration like 30s, 1m30s or 500ms, got {value!r}")
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    else:
-        raise ValueError(f"expected a duration like 30s, got {value!r}")
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return seconds
-
+__all__ = [
+    "ConfigError",
+    "Duration",
+    "ListenAddress",
+    "StrictModel",
+    "load_yaml_file",
+    "parse_duration",
+    "parse_listen_address",
+    "parse_mapping",
+]
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -75,10 +66,6 @@ def parse_listen_address(value: Any) -> str:
 ListenAddress = Annotated[str, BeforeValidator(parse_listen_address)]
 
 
-class ConfigError(Exception):
-    """A configuration problem, with the file and key in the message."""
-
-
 class StrictModel(BaseModel):
     """Base of every config section: unknown keys are errors, values are frozen."""
 
@@ -110,20 +97,4 @@ def parse_mapping(model: type[ModelT], data: Any, source: str) -> ModelT:
 
 
 def load_yaml_file(model: type[ModelT], path: Path) -> ModelT:
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        raise ConfigError(
-            f"{path}: line {line}: not UTF-8 text (byte 0x{raw[error.start]:02x} at offset "
-            f"{error.start}); config files must be UTF-8"
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse_mapping(model, data, str(path))
+    return parse_mapping(model, read_yaml(path), str(path))

@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from preflight.configfile import ConfigError
 from preflight.profile import Profile
+from preflight.strict import ConfigError
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # A DNS name or IPv4 address, optionally with a port: where the agents connect and what

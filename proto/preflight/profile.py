@@ -5,13 +5,11 @@ In the shared package so the collector, `preflight` and the agent read the same 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-
-from preflight.configfile import ConfigError, Duration, StrictModel, load_yaml_file
 from preflight.profile_sections import (
     DEFAULT_REQUIREMENTS,
     DEFAULT_SYSTEM_LABEL,
@@ -24,62 +22,72 @@ from preflight.profile_sections import (
     VersionRange,
     check_requirements,
 )
+from preflight.strict import Check, ConfigError, Duration, Invalid, Strict, load_yaml_file
+
+MAJOR_MINOR = Check(pattern=r"^v?\d+\.\d+")
 
 
-class KubernetesVersionRule(StrictModel):
-    minimum: str = Field(pattern=r"^v?\d+\.\d+")
+@dataclass(frozen=True, kw_only=True)
+class KubernetesVersionRule(Strict):
+    minimum: Annotated[str, MAJOR_MINOR]
     # Below it (and at or above minimum): warn. None: nothing beyond the minimum is advised.
-    recommended: str | None = Field(default=None, pattern=r"^v?\d+\.\d+")
+    recommended: Annotated[str, MAJOR_MINOR] | None = None
     # The newest validated release; newer is a warning ("not yet validated"), never a fail.
-    maximum: str | None = Field(default=None, pattern=r"^v?\d+\.\d+")
+    maximum: Annotated[str, MAJOR_MINOR] | None = None
     # OpenShift clusters are judged by their own version (ClusterVersion), in this range.
     openshift: VersionRange | None = None
 
 
-class ControlPlaneRule(StrictModel):
-    cpus: int = Field(ge=1)
-    memory_bytes: int = Field(ge=1)
+@dataclass(frozen=True, kw_only=True)
+class ControlPlaneRule(Strict):
+    cpus: Annotated[int, Check(ge=1)]
+    memory_bytes: Annotated[int, Check(ge=1)]
     dedicated: bool = True
 
 
-class SharedVolumeRule(StrictModel):
+@dataclass(frozen=True, kw_only=True)
+class SharedVolumeRule(Strict):
     paths: tuple[str, ...] = ()
     # Whether agents probe writes on `paths` (sent in the probe plan).
     write_expected: bool = False
     marker_max_age: Duration = 300.0
 
 
-class ProfileTarget(StrictModel):
-    name: str = Field(min_length=1)
-    host: str = Field(min_length=1)
-    port: int = Field(default=443, ge=1, le=65535)
-    path: str = "/"
+@dataclass(frozen=True, kw_only=True)
+class ProfileTarget(Strict):
+    name: Annotated[str, Check(min_length=1)]
+    host: Annotated[str, Check(min_length=1)]
     phase: Literal["install", "runtime"]
+    port: Annotated[int, Check(ge=1, le=65535)] = 443
+    path: str = "/"
     expect_status: tuple[int, ...] = ()
-    require_header_for: dict[int, str] = Field(default_factory=dict)
+    require_header_for: dict[int, str] = field(default_factory=dict)
     # Which nodes must reach it: every node, or only the system nodes
     # (the profile's system-node label, see Profile.system_label).
     scope: Literal["all", "system"] = "all"
 
 
-class EgressRule(StrictModel):
+@dataclass(frozen=True, kw_only=True)
+class EgressRule(Strict):
     targets: tuple[ProfileTarget, ...]
 
 
-class Hysteresis(StrictModel):
-    fail_after: int = Field(default=2, ge=1)
-    pass_after: int = Field(default=2, ge=1)
+@dataclass(frozen=True, kw_only=True)
+class Hysteresis(Strict):
+    fail_after: Annotated[int, Check(ge=1)] = 2
+    pass_after: Annotated[int, Check(ge=1)] = 2
 
 
-class Profile(StrictModel):
+@dataclass(frozen=True, kw_only=True)
+class Profile(Strict):
     name: str
-    description: str = ""
     kubernetes_version: KubernetesVersionRule
+    egress: EgressRule
+    description: str = ""
     # The Kubernetes master's advised size (2020); later releases give none.
     control_plane: ControlPlaneRule | None = None
-    shared_volume: SharedVolumeRule = Field(default_factory=SharedVolumeRule)
-    egress: EgressRule
-    hysteresis: Hysteresis = Field(default_factory=Hysteresis)
+    shared_volume: SharedVolumeRule = field(default_factory=SharedVolumeRule)
+    hysteresis: Hysteresis = field(default_factory=Hysteresis)
     system_nodes: SystemNodesRule | None = None
     gpu_operator: GpuOperatorRule | None = None
     container_runtime: ContainerRuntimeRule | None = None
@@ -87,12 +95,12 @@ class Profile(StrictModel):
     # requirement id → phases that need it; absent: the 2020 set (DEFAULT_REQUIREMENTS).
     requirements: dict[str, tuple[Phase, ...]] | None = None
 
-    @field_validator("requirements")
-    @classmethod
-    def _known_requirements(
-        cls, value: dict[str, tuple[Phase, ...]] | None
-    ) -> dict[str, tuple[Phase, ...]] | None:
-        return None if value is None else check_requirements(value)
+    def _validate(self) -> None:
+        if self.requirements is not None:
+            try:
+                check_requirements(self.requirements)
+            except ValueError as error:
+                raise Invalid("requirements", str(error)) from None
 
     def requirement_phases(self) -> dict[str, tuple[Phase, ...]]:
         """requirement id → phases, as this profile judges them."""

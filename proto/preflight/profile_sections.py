@@ -9,11 +9,10 @@ reads and prints the same data the collector judges by.
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from pydantic import Field
-
-from preflight.configfile import Duration, StrictModel
+from preflight.strict import Check, Duration, Strict
 
 Phase = Literal["install", "runtime"]
 PHASES: tuple[Phase, ...] = ("install", "runtime")
@@ -45,28 +44,31 @@ DEFAULT_SYSTEM_LABEL = "node-role.kubernetes.io/runai-system"
 SYSTEM_LABEL_PREFIX = "node-role.kubernetes.io/"
 
 
-class VersionRange(StrictModel):
+@dataclass(frozen=True, kw_only=True)
+class VersionRange(Strict):
     """Inclusive on both ends; a bound given as major.minor covers every patch of it."""
 
-    minimum: str = Field(pattern=VERSION_PATTERN)
-    maximum: str | None = Field(default=None, pattern=VERSION_PATTERN)
+    minimum: Annotated[str, Check(pattern=VERSION_PATTERN)]
+    maximum: Annotated[str, Check(pattern=VERSION_PATTERN)] | None = None
 
 
-class SystemNodesRule(StrictModel):
+@dataclass(frozen=True, kw_only=True)
+class SystemNodesRule(Strict):
+    cpus: Annotated[int, Check(ge=1)]
+    memory_bytes: Annotated[int, Check(ge=1)]
     # A node-role label: the collector keeps a node's roles, not every label it carries.
     # It picks the nodes both the rule judges and the probe plan gives `system` targets.
-    label: str = Field(
-        default=DEFAULT_SYSTEM_LABEL, pattern=r"^node-role\.kubernetes\.io/[A-Za-z0-9._-]+$"
+    label: Annotated[str, Check(pattern=r"^node-role\.kubernetes\.io/[A-Za-z0-9._-]+$")] = (
+        DEFAULT_SYSTEM_LABEL
     )
-    minimum: int = Field(default=1, ge=1)
+    minimum: Annotated[int, Check(ge=1)] = 1
     # Fewer labelled nodes than this (but at least `minimum`) is a warning.
-    recommended: int | None = Field(default=None, ge=1)
-    cpus: int = Field(ge=1)
-    memory_bytes: int = Field(ge=1)
-    root_disk_bytes: int = Field(default=0, ge=0)
+    recommended: Annotated[int, Check(ge=1)] | None = None
+    root_disk_bytes: Annotated[int, Check(ge=0)] = 0
 
 
-class GpuOperatorRule(StrictModel):
+@dataclass(frozen=True, kw_only=True)
+class GpuOperatorRule(Strict):
     versions: VersionRange
     # Versions the release notes exclude inside the range ("1.10", "1.11"): prefix match.
     excluded: tuple[str, ...] = ()
@@ -74,15 +76,17 @@ class GpuOperatorRule(StrictModel):
     gfd_labels: tuple[str, ...] = ()
 
 
-class ClockSyncRule(StrictModel):
+@dataclass(frozen=True, kw_only=True)
+class ClockSyncRule(Strict):
     # A node's clock further than this from the collector's fails (preinstall-diagnostics:
     # 1 minute between pods). The measured skew includes the report's network delay.
     max_skew: Duration = 60.0
 
 
-class ContainerRuntimeRule(StrictModel):
+@dataclass(frozen=True, kw_only=True)
+class ContainerRuntimeRule(Strict):
     # nodeInfo.containerRuntimeVersion is "<name>://<version>"; these are allowed names.
-    allowed: tuple[str, ...] = Field(min_length=1)
+    allowed: Annotated[tuple[str, ...], Check(min_length=1)]
 
 
 def check_requirements(value: dict[str, tuple[Phase, ...]]) -> dict[str, tuple[Phase, ...]]:

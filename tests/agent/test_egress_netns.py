@@ -183,7 +183,7 @@ def test_dns_server_failure(results: dict[str, dict[str, Any]]) -> None:
 
 
 def test_dns_server_that_never_answers(results: dict[str, dict[str, Any]]) -> None:
-    # Resolver gives up first (EAI_AGAIN, then dnspython confirms the silence)...
+    # Resolver gives up first (EAI_AGAIN, then dns_detail confirms the silence)...
     gave_up = results["resolver-gives-up"]
     assert (gave_up["reason"], gave_up["failed_phase"]) == ("dns_timeout", "resolve")
     # ... or the probe deadline expires while getaddrinfo is still waiting.

@@ -314,3 +314,48 @@ async def test_server_that_hangs_up_instead_of_answering(lab: Lab) -> None:
     assert result.failed_phase == "request"
     assert result.http_status == 0
     assert result.certificate is not None and result.certificate.verified
+
+
+GROWTH_SCRIPT = """
+import asyncio, sys
+from agent.config import EgressConfig, EgressTarget
+from agent.probes.egress import tls
+from agent.probes.egress.probe import probe_targets
+if sys.argv[2] == "keep":
+    tls._forget = lambda error: None  # as before the fix
+targets = [EgressTarget(name=f"t{i}", host="localhost", port=int(sys.argv[1]), proxy="none")
+           for i in range(6)]
+def rss():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0])
+async def main():
+    for _ in range(3):
+        results = await probe_targets(targets, EgressConfig(timeout=5))
+    assert all(r.reason == "tls_untrusted" for r in results), results
+    before = rss()
+    for _ in range(20):
+        await probe_targets(targets, EgressConfig(timeout=5))
+    print(rss() - before)
+asyncio.run(main())
+"""
+
+
+def test_tls_failures_do_not_grow_the_agent(lab: Lab) -> None:
+    """A failed handshake's traceback must not keep its SSL objects alive until a full GC.
+
+    120 tls_untrusted probes in a fresh process, with the tracebacks dropped (the agent)
+    and kept (as before), compared in one run: kept grew by ~16 KiB a probe outside
+    Python's heap (docs/performance.md, "Agent footprint").
+    """
+    import subprocess
+    import sys
+
+    def growth_kib(mode: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", GROWTH_SCRIPT, str(lab.ports["rogue"]), mode],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        return int(out.split()[-1])
+
+    dropped, kept = growth_kib("drop"), growth_kib("keep")
+    print("growth KiB", dropped, kept)
+    assert kept > 4 * max(dropped, 512), (dropped, kept)

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from agent.config import CollectorTls, load_config
-from agent.identity import MAX_TOKEN_BYTES, call_metadata, read_token, tls_channel_options
+from agent.identity import (
+    MAX_TOKEN_BYTES,
+    call_metadata,
+    client_ssl_context,
+    read_token,
+    verification_name,
+)
 
 
 def test_token_is_read_fresh_and_stripped(tmp_path: Path) -> None:
@@ -44,6 +50,7 @@ def test_tls_settings_from_yaml(tmp_path: Path) -> None:
     )
     endpoint = load_config(config).collector
     assert endpoint.tls.enabled and endpoint.tls.ca_file == Path("/etc/ca.crt")
-    assert tls_channel_options(endpoint.tls) == [("grpc.ssl_target_name_override", "collector.svc")]
+    assert verification_name(endpoint.tls) == "collector.svc"
     assert not CollectorTls().enabled
-    assert tls_channel_options(CollectorTls()) == []
+    assert verification_name(CollectorTls()) is None
+    assert client_ssl_context(CollectorTls()) is None  # plaintext

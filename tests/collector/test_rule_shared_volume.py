@@ -342,18 +342,14 @@ def test_marker_age_limit_comes_from_the_profile() -> None:
     """The same reads are fresh or stale depending on the profile's marker_max_age."""
     nodes = pair(Mount(peers={"node-b": 120.0}), Mount(peers={"node-a": 120.0}))
     assert shared_volume.evaluate(view(nodes)).status == "pass"
-    strict = PROFILE.model_copy(
-        update={"shared_volume": PROFILE.shared_volume.model_copy(update={"marker_max_age": 60.0})}
-    )
+    strict = PROFILE.replace(shared_volume=PROFILE.shared_volume.replace(marker_max_age=60.0))
     verdict = shared_volume.evaluate(view(nodes, strict))
     assert verdict.status == "fail"
     assert "sees only stale peer markers: node-a, node-b" in verdict.reason
 
 
 def test_profile_paths_are_checked_even_when_no_node_reports_them() -> None:
-    profile = PROFILE.model_copy(
-        update={"shared_volume": PROFILE.shared_volume.model_copy(update={"paths": ("/data",)})}
-    )
+    profile = PROFILE.replace(shared_volume=PROFILE.shared_volume.replace(paths=("/data",)))
     verdict = shared_volume.evaluate(view([entry("node-a", Mount())], profile))
     assert verdict.status == "fail"
     assert "/data: node-a: not reported" in verdict.reason

@@ -546,9 +546,8 @@ def test_clock_sync(entries: tuple[Any, ...], status: str, words: str) -> None:
 
 
 def test_clock_sync_bound_comes_from_the_profile() -> None:
-    strict = P225.model_copy(
-        update={"clock_sync": P225.clock_sync.model_copy(update={"max_skew": 5.0})}
-    )  # type: ignore[union-attr]
+    assert P225.clock_sync is not None
+    strict = P225.replace(clock_sync=P225.clock_sync.replace(max_skew=5.0))
     verdict = clock_sync.evaluate(cluster_view(strict, reports=(clocked("a", skew=6.0),)))
     assert verdict.status == "fail" and "more than 5 s" in verdict.reason
 

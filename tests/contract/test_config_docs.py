@@ -1,8 +1,8 @@
 """docs/configuration.md cannot drift: every key of both config models is documented.
 
-Walks AgentConfig and CollectorConfig (pydantic model_fields, recursively, lists of
-sections as `key[].sub`) and requires each key path as a table row of its section,
-with a default column; and the shipped configs use only documented keys.
+Walks AgentConfig (strict dataclasses) and CollectorConfig (pydantic model_fields),
+recursively, lists of sections as `key[].sub`, and requires each key path as a table
+row of its section, with a default column; and the shipped configs use only documented keys.
 """
 
 from __future__ import annotations
@@ -18,19 +18,29 @@ from pydantic import BaseModel
 
 from agent.config import AgentConfig
 from collector.config import CollectorConfig
+from preflight.strict import Strict, field_types
+
+Section = type[BaseModel] | type[Strict]
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "configuration.md"
 
 
-def _nested(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+def _fields(model: Section) -> dict[str, Any]:
+    """name -> annotation, for a strict dataclass section or a pydantic model."""
+    if issubclass(model, Strict):
+        return field_types(model)
+    return {name: field.annotation for name, field in model.model_fields.items()}
+
+
+def _nested(annotation: Any) -> tuple[Section | None, bool]:
     """The config section inside an annotation, and whether it is a list of them."""
-    section: type[BaseModel] | None = None
+    section: Section | None = None
     is_list = False
     stack = [annotation]
     while stack:
         item = stack.pop()
-        if isinstance(item, type) and issubclass(item, BaseModel):
+        if isinstance(item, type) and issubclass(item, BaseModel | Strict):
             section = item
         else:
             if typing.get_origin(item) in (tuple, list):
@@ -39,12 +49,12 @@ def _nested(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     return section, is_list
 
 
-def key_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+def key_paths(model: Section, prefix: str = "") -> list[str]:
     paths = []
-    for name, field in model.model_fields.items():
+    for name, annotation in _fields(model).items():
         path = prefix + name
         paths.append(path)
-        section, is_list = _nested(field.annotation)
+        section, is_list = _nested(annotation)
         if section is not None:
             paths.extend(key_paths(section, path + ("[]." if is_list else ".")))
     return paths
@@ -67,7 +77,7 @@ def documented_rows(section: str) -> dict[str, list[str]]:
     ("section", "model"),
     [("Agent", AgentConfig), ("Collector", CollectorConfig)],
 )
-def test_every_config_key_is_documented(section: str, model: type[BaseModel]) -> None:
+def test_every_config_key_is_documented(section: str, model: Section) -> None:
     rows = documented_rows(section)
     paths = key_paths(model)
     missing = [p for p in paths if p not in rows]
@@ -102,7 +112,7 @@ def test_documented_examples_are_valid_configs() -> None:
     """The full example files in the page load with the real models."""
     blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S)
     assert len(blocks) == 2
-    AgentConfig.model_validate(yaml.safe_load(blocks[0]))
+    AgentConfig.from_mapping(yaml.safe_load(blocks[0]))
     CollectorConfig.model_validate(yaml.safe_load(blocks[1]))
     assert set(_used_paths(yaml.safe_load(blocks[0]))) <= set(key_paths(AgentConfig))
 

@@ -22,9 +22,9 @@ SHARED_FIELDS = ("name", "host", "port", "path", "phase", "expect_status", "requ
 
 def test_agent_packaged_plan_is_the_profile() -> None:
     plan = AgentPlan(load_config(None)).current
-    agent = [t.model_dump(include=set(SHARED_FIELDS)) for t in plan.targets]
+    agent = [{f: getattr(t, f) for f in SHARED_FIELDS} for t in plan.targets]
     profile = [
-        t.model_dump(include=set(SHARED_FIELDS)) for t in load_profile("runai-2020").egress.targets
+        {f: getattr(t, f) for f in SHARED_FIELDS} for t in load_profile("runai-2020").egress.targets
     ]
     assert agent == profile
     assert {t["phase"] for t in profile} == {"install", "runtime"}

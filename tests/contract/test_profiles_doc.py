@@ -11,12 +11,12 @@ import typing
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
 
 from collector.config import CollectorConfig
 from preflight import cli
 from preflight.profile import Profile, load_profile, shipped_profiles
 from preflight.profile_table import BEGIN, END, markdown, render_doc, shipped
+from preflight.strict import Strict, field_types
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "profiles.md"
@@ -123,15 +123,15 @@ def test_preflight_profiles_unknown_name_is_a_config_error(
     assert "runai-9.99" in capsys.readouterr().err
 
 
-def _leaf_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
-    """(section, field) of every setting of a profile model, nested models flattened."""
+def _leaf_fields(model: type[Strict], prefix: str = "") -> list[tuple[str, str]]:
+    """(section, field) of every setting of a profile model, nested sections flattened."""
     out: list[tuple[str, str]] = []
-    for name, info in model.model_fields.items():
+    for name, annotation in field_types(model).items():
         nested = [
             a
-            for a in (info.annotation, *typing.get_args(info.annotation))
+            for a in (annotation, *typing.get_args(annotation))
             for a in (a, *typing.get_args(a))
-            if isinstance(a, type) and issubclass(a, BaseModel)
+            if isinstance(a, type) and issubclass(a, Strict)
         ]
         if nested:
             out.extend(_leaf_fields(nested[0], f"{prefix}{name}."))

@@ -10,6 +10,7 @@ Detection times are printed (never asserted: the machine is shared and noisy).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import time
@@ -32,7 +33,7 @@ from tests.support.metrics import Samples
 from tests.support.netns import Netns
 
 # The targets of the packaged profile, as the agents get them in their probe plan.
-RUNAI_2020 = tuple(t.model_dump() for t in load_profile("runai-2020").egress.targets)
+RUNAI_2020 = tuple(dataclasses.asdict(t) for t in load_profile("runai-2020").egress.targets)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 

@@ -20,6 +20,7 @@ only those left behind by a process that no longer exists.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -40,7 +41,7 @@ from tests.support.proxies import Tinyproxy
 from tests.support.servers import Pki
 
 # The targets of the packaged profile, as the agents get them in their probe plan.
-RUNAI_2020 = tuple(t.model_dump() for t in load_profile("runai-2020").egress.targets)
+RUNAI_2020 = tuple(dataclasses.asdict(t) for t in load_profile("runai-2020").egress.targets)
 
 PREFIX = "pf-scn-"
 SUBNET = "10.254.9"

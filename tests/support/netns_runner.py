@@ -26,7 +26,7 @@ async def run(spec: dict[str, Any]) -> list[dict[str, Any]]:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(server["cert"], server["key"])
         servers.append(await start_server(Behaviour(), context, server["host"], server["port"]))
-    config = EgressConfig.model_validate(spec["config"])
+    config = EgressConfig.from_mapping(spec["config"])
     results = await probe_targets(config.targets, config)
     for running in servers:
         running.close()

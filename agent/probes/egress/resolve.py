@@ -6,8 +6,9 @@ connection; the target's name is still resolved locally (`resolve_quietly`, repo
 `result.dns`), but a failure there does not fail the target (the proxy resolves it).
 
 getaddrinfo EAI_NONAME / EAI_NODATA → `dns_nxdomain`; EAI_AGAIN is glibc's answer both
-to "no DNS server answered" and to SERVFAIL, so dnspython asks the same servers once
-more to tell `dns_timeout` from `dns_error`; anything else → `dns_error`.
+to "no DNS server answered" and to SERVFAIL, so the same servers are asked once more
+(agent/probes/egress/dns_detail.py, stdlib only) to tell `dns_timeout` from `dns_error`;
+anything else → `dns_error`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from agent.probes.egress.dns_detail import explain_eai_again
 from agent.probes.egress.state import ProbeState
 from agent.probes.results import DnsResult, FailureReason
 
@@ -103,10 +105,6 @@ async def _explain_eai_again(
     state: ProbeState, host: str, family: str, elapsed: float
 ) -> tuple[FailureReason, str]:
     """EAI_AGAIN means "no answer" or "SERVFAIL"; ask the same servers to tell which."""
-    import dns.asyncresolver
-    import dns.exception
-    import dns.resolver
-
     budget = min(2.0, state.remaining() - 0.05)
     if budget <= 0.1:
         if elapsed >= 1.0:
@@ -115,18 +113,7 @@ async def _explain_eai_again(
                 f"no DNS answer for {host} (resolver gave up after {elapsed:.1f}s)",
             )
         return "dns_error", f"temporary failure resolving {host}"
-    try:
-        resolver = dns.asyncresolver.Resolver()
-        await resolver.resolve(host, "AAAA" if family == "ipv6" else "A", lifetime=budget)
-    except dns.resolver.LifetimeTimeout:
-        return "dns_timeout", f"no DNS server answered for {host}"
-    except dns.resolver.NoNameservers as error:
-        return "dns_error", f"DNS servers failed for {host}: {error}"
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return "dns_nxdomain", f"{host} does not exist"
-    except dns.exception.DNSException as error:
-        return "dns_error", f"resolving {host}: {error}"
-    return "dns_error", f"temporary failure resolving {host} (EAI_AGAIN); the server answers now"
+    return await explain_eai_again(host, family, budget)
 
 
 async def finish_local_dns(state: ProbeState) -> DnsResult:
