@@ -114,21 +114,23 @@ def driver_spread(
     (a half-finished rolling upgrade has no "right" side yet). `nodes` are
     (name, models, driver) as models_and_driver gives them.
     """
-    listed = list(nodes)
-    drivers: dict[str, Counter[str]] = {}
-    for _, models, driver in listed:
-        for model, _count in models:
-            if driver:
-                drivers.setdefault(model, Counter())[driver] += 1
+    # One pass groups nodes by model; only a model with two drivers is looked at again
+    # (the judging runs this every second over every GPU node).
+    by_model: dict[str, list[tuple[str, str]]] = {}
+    for name, models, driver in nodes:
+        if driver:
+            for model, _count in models:
+                by_model.setdefault(model, []).append((name, driver))
     flagged: dict[str, str] = {}
-    for model, counter in drivers.items():
+    for model, members in by_model.items():
+        counter = Counter(driver for _, driver in members)
         if len(counter) < 2:
             continue
         ranked = counter.most_common()
         majority = ranked[0][0] if ranked[0][1] > ranked[1][1] else None
         spread = ", ".join(f"{version} on {count}" for version, count in sorted(ranked))
-        for name, models, driver in listed:
-            if model in dict(models) and driver and driver != majority:
+        for name, driver in members:
+            if driver != majority:
                 flagged[name] = f"drivers differ between {model} nodes ({spread} nodes)"
     return flagged
 
