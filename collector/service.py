@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import time
@@ -32,6 +31,7 @@ from collector.tls import CertificateSource
 from collector.web import BODY_LINGER_SECONDS, HEADER_TIMEOUT_SECONDS, WebApp
 from preflight.configfile import ConfigError
 from preflight.mirrors import resolve_mirrors
+from preflight.net import is_loopback
 from preflight.profile import Profile, load_profile, shipped_profiles
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,6 @@ PREPARE_WHILE_SCRAPED_SECONDS = 300.0
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def _bounded(what: str, awaitable: Awaitable[object]) -> None:

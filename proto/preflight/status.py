@@ -10,7 +10,6 @@ answered is exit 3 with the reason.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import ssl
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from preflight.net import is_loopback
 from preflight.table import STATUSES, Outcome, Row
 
 DEFAULT_COLLECTOR = "http://127.0.0.1:9750"
@@ -50,21 +50,12 @@ class Access:
     token_file: Path | None = None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _request(url: str, access: Access) -> urllib.request.Request:
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     if access.token_file is not None:
         parts = urlsplit(url)
         # A bearer token over plain HTTP beyond this machine is a token given away.
-        if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
+        if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
             raise Unavailable(
                 f"refusing to send the token of --token-file over plain HTTP to {url}"
             )

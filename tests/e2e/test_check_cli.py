@@ -268,15 +268,9 @@ async def test_mirror_probes_a_target_at_its_internal_address(
     kubeconfig = write_kubeconfig(machine.tmp / "kubeconfig", api.host)
     machine.servers["registry"].stop()  # the profile's address refuses: an air-gapped site
     mirror = HttpsServer(machine.ca)
+    mirrored = ("--format", "json", "--quiet", "--mirror", f"registry=localhost:{mirror.port}")
     try:
-        ran = await machine.check(
-            "--format",
-            "json",
-            "--quiet",
-            "--mirror",
-            f"registry=localhost:{mirror.port}",
-            kubeconfig=kubeconfig,
-        )
+        ran = await machine.check(*mirrored, kubeconfig=kubeconfig)
         assert ran.code == 0, ran.stdout + ran.stderr
         doc = ran.json()
         assert f"registry probed at its mirror localhost:{mirror.port}" in " ".join(doc["notes"])
@@ -286,14 +280,7 @@ async def test_mirror_probes_a_target_at_its_internal_address(
     finally:
         mirror.stop()
     # The mirror down: the failure names the mirror, not the profile's address.
-    ran = await machine.check(
-        "--format",
-        "json",
-        "--quiet",
-        "--mirror",
-        f"registry=localhost:{mirror.port}",
-        kubeconfig=kubeconfig,
-    )
+    ran = await machine.check(*mirrored, kubeconfig=kubeconfig)
     assert ran.code == 2, ran.stdout + ran.stderr
     failing = next(r for r in ran.json()["requirements"] if r["status"] == "fail")
     assert f"registry (mirror localhost:{mirror.port})" in failing["reason"]
