@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.browser import Browser, Collector, elements_with
 from tests.support.capacity_cluster import A100, H100, capacity_reports
+from tests.support.procs import wait_for
 from tests.support.samples import parse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -26,6 +27,9 @@ def test_capacity_section_in_chromium(tmp_path: Path) -> None:
     collector = Collector(tmp_path)
     try:
         collector.send(capacity_reports())
+        # The red cells are the gpu_nodes verdict's (the page does not judge): wait for
+        # the collector's first judging of these reports, about a second.
+        wait_for(lambda: collector.verdict("gpu_nodes") == "warn", 30, "gpu_nodes judged")
         dom = parse(browser.dump_dom(collector.url))
         shot = tmp_path / "capacity.png"
         browser.screenshot(collector.url + "#gpu-capacity", shot)
