@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from preflight.strict import ConfigError, parse_duration, read_yaml
+from preflight.strict import ConfigError, parse_duration, read_yaml, top_level_mapping
 
 __all__ = [
     "ConfigError",
@@ -86,12 +86,9 @@ def describe_validation_error(error: ValidationError, source: str) -> str:
 
 def parse_mapping(model: type[ModelT], data: Any, source: str) -> ModelT:
     """Validates already-parsed YAML against `model`, naming `source` in errors."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
+    mapping = top_level_mapping(data, source)
     try:
-        return model.model_validate(data)
+        return model.model_validate(mapping)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, source)) from None
 

@@ -300,14 +300,20 @@ def describe(error: StrictError, source: str) -> str:
     return "\n".join(f"{source}: key '{_dotted(loc)}': {msg}" for loc, msg in error.errors)
 
 
-def parse_mapping(model: type[StrictT], data: Any, source: str) -> StrictT:
-    """Validates already-parsed YAML against `model`, naming `source` in errors."""
+def top_level_mapping(data: Any, source: str) -> dict[Any, Any]:
+    """Parsed YAML as the mapping a config file must be (an empty file is `{}`)."""
     if data is None:
-        data = {}
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
+    return data
+
+
+def parse_mapping(model: type[StrictT], data: Any, source: str) -> StrictT:
+    """Validates already-parsed YAML against `model`, naming `source` in errors."""
+    mapping = top_level_mapping(data, source)
     try:
-        return model.from_mapping(data)
+        return model.from_mapping(mapping)
     except StrictError as error:
         raise ConfigError(describe(error, source)) from None
 
