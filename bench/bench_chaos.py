@@ -362,17 +362,10 @@ def scenario_state(
     world: Any, nodes: tuple[str, ...], targets: tuple[str, ...]
 ) -> tuple[dict[tuple[str, str], str | None], int]:
     """(node, target) → reason (None when up) and how many agents are up, from one scrape."""
+    from tests.support.egress_scenario import egress_reasons
+
     metrics = world.scrape()
-    state: dict[tuple[str, str], str | None] = {}
-    for node in nodes:
-        for target in targets:
-            up = metrics.get(("preflight_egress_up", (("node", node), ("target", target))))
-            state[(node, target)] = None if up == 1.0 else "?"
-    for (name, labels), value in metrics.items():
-        label = dict(labels)
-        key = (label.get("node", ""), label.get("target", ""))
-        if name == "preflight_egress_failure" and value == 1.0 and key in state:
-            state[key] = label["reason"]
+    state = egress_reasons(metrics, nodes, targets)
     agents = sum(1 for n in nodes if metrics.get(("preflight_agent_up", (("node", n),))) == 1.0)
     return state, agents
 

@@ -26,6 +26,7 @@ from tests.support.egress_scenario import (
     PREFIX,
     PROXY_PORT,
     Scenario,
+    built,
     clean_stale,
     missing_requirements,
 )
@@ -52,13 +53,8 @@ def scenario(tmp_path: Path) -> Iterator[Scenario]:
     why = missing_requirements()
     if why:
         pytest.skip(why)
-    clean_stale()
-    world = Scenario(tmp_path)
-    try:
-        world.build(HEARTBEAT, PROBE_INTERVAL, PROBE_TIMEOUT)
+    with built(tmp_path, HEARTBEAT, PROBE_INTERVAL, PROBE_TIMEOUT) as world:
         yield world
-    finally:
-        world.close()
 
 
 def egress_state(metrics: Samples) -> dict[tuple[str, str], tuple[float | None, set[str]]]:

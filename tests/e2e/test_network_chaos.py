@@ -31,7 +31,8 @@ from tests.support.egress_scenario import (
     NODES,
     PROXY_PORT,
     Scenario,
-    clean_stale,
+    built,
+    egress_reasons,
     missing_requirements,
 )
 from tests.support.metrics import Samples, sample
@@ -51,28 +52,13 @@ def scenario(tmp_path: Path) -> Iterator[Scenario]:
     why = missing_requirements()
     if why:
         pytest.skip(why)
-    clean_stale()
-    world = Scenario(tmp_path)
-    try:
-        world.build(HEARTBEAT, PROBE_INTERVAL, PROBE_TIMEOUT)
+    with built(tmp_path, HEARTBEAT, PROBE_INTERVAL, PROBE_TIMEOUT) as world:
         yield world
-    finally:
-        world.close()
 
 
 def reasons(metrics: Samples) -> dict[tuple[str, str], str | None]:
     """(node, target) → the reason reported now, None when up, "?" when not reported."""
-    state: dict[tuple[str, str], str | None] = {}
-    for node in NODES:
-        for target in TARGETS:
-            up = sample(metrics, "preflight_egress_up", node=node, target=target)
-            state[(node, target)] = None if up == 1.0 else "?"
-    for (name, labels), value in metrics.items():
-        label = dict(labels)
-        key = (label.get("node", ""), label.get("target", ""))
-        if name == "preflight_egress_failure" and value == 1.0 and key in state:
-            state[key] = label["reason"]
-    return state
+    return egress_reasons(metrics, NODES, TARGETS)
 
 
 def wait_until(

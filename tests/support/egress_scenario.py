@@ -27,14 +27,14 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from preflight.profile import load_profile
-from tests.support.metrics import Samples, parse_metrics
+from tests.support.metrics import Samples, parse_metrics, sample
 from tests.support.netns import Netns, nft
 from tests.support.procs import BIN, write_collector_config
 from tests.support.proxies import Tinyproxy
@@ -399,3 +399,36 @@ def wait_for_text(path: Path, text: str, timeout: float = 15) -> None:
 
 
 __all__ = ["NODES", "Scenario", "clean_stale", "missing_requirements", "wait_for_text"]
+
+
+@contextlib.contextmanager
+def built(
+    directory: Path, heartbeat: float, probe_interval: float, probe_timeout: float
+) -> Iterator[Scenario]:
+    """A scenario built in `directory` (stale namespaces of an earlier run removed first),
+    closed on the way out."""
+    clean_stale()
+    world = Scenario(directory)
+    try:
+        world.build(heartbeat, probe_interval, probe_timeout)
+        yield world
+    finally:
+        world.close()
+
+
+def egress_reasons(
+    metrics: Samples, nodes: Iterable[str], targets: Iterable[str]
+) -> dict[tuple[str, str], str | None]:
+    """(node, target) → the reason reported now, None when up, "?" when not reported."""
+    state: dict[tuple[str, str], str | None] = {}
+    wanted = tuple(targets)
+    for node in nodes:
+        for target in wanted:
+            up = sample(metrics, "preflight_egress_up", node=node, target=target)
+            state[(node, target)] = None if up == 1.0 else "?"
+    for (name, labels), value in metrics.items():
+        label = dict(labels)
+        key = (label.get("node", ""), label.get("target", ""))
+        if name == "preflight_egress_failure" and value == 1.0 and key in state:
+            state[key] = label["reason"]
+    return state
