@@ -66,11 +66,17 @@ class Tinyproxy:
             if self.process.poll() is not None:
                 raise RuntimeError(f"tinyproxy exited: {self.log_text()}")
             try:
-                with socket.create_connection((self.listen, self.port), timeout=0.5):
-                    return
+                with socket.create_connection((self.listen, self.port), timeout=0.5) as probe:
+                    # Listening is not answering: on a loaded machine the first request
+                    # was seen to wait seconds (a test's 5 s probe deadline ran out in
+                    # proxy_connect). A request it must refuse proves the loop answers.
+                    probe.settimeout(max(deadline - time.monotonic(), 0.5))
+                    probe.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    if probe.recv(64):
+                        return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"tinyproxy not listening on {self.port}: {self.log_text()}")
+        raise RuntimeError(f"tinyproxy not answering on {self.port}: {self.log_text()}")
 
     def log_text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
