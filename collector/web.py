@@ -13,6 +13,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from collector.compression import gzip_parts
 from collector.concerns import CONCERNS, NodeJson
 from collector.concerns.cluster import verdict_json
 from collector.exposition import render
@@ -192,12 +193,9 @@ class WebApp:
 
     def _render_compressed(self, data: Published) -> tuple[bytes, int]:
         parts = self.render_parts(data)
-        # Level 1: ~20x smaller for exposition text at a fraction of level 9's CPU. One
-        # gzip stream fed part by part: zlib releases the GIL while it compresses each.
-        gzip = zlib.compressobj(1, zlib.DEFLATED, 31)
-        compressed = [gzip.compress(part) for part in parts]
-        compressed.append(gzip.flush())
-        return b"".join(compressed), sum(len(part) for part in parts)
+        # Level 1: ~30x smaller for exposition text at a fraction of level 9's CPU, in
+        # slices on several cores (zlib releases the GIL while it compresses).
+        return gzip_parts(parts, level=1), sum(len(part) for part in parts)
 
     async def _render_page(self) -> str:
         # ~44 ms per 1000 nodes: off the event loop, so gRPC ingest never waits on it.
