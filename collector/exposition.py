@@ -137,14 +137,16 @@ def _value(v: float) -> str:
 
 
 def _line(family: Family, values: tuple[str, ...], value: float) -> str:
-    if not values:
-        return f"{family.name} {_value(value)}\n"
-    parts = family.label_parts
-    if len(parts) == 1:
-        ((prefix, i),) = parts
-        return f'{prefix}{_escape_memo(values[i])}"}} {_value(value)}\n'
-    text = [f"{prefix}{_escape_memo(values[i])}" for prefix, i in parts]
-    return f'{"".join(text)}"}} {_value(value)}\n'
+    # One %-format per line (the label names are in it): formatting ~100 lines is most of
+    # a node's text, and this is about twice as fast as joining pieces per label.
+    order = family.label_order
+    fmt = family.line_format
+    if len(order) == 1:
+        return fmt % (_escape_memo(values[order[0]]), _value(value))
+    if len(order) == 2:
+        a, b = order
+        return fmt % (_escape_memo(values[a]), _escape_memo(values[b]), _value(value))
+    return fmt % (*[_escape_memo(values[i]) for i in order], _value(value))
 
 
 @dataclass(frozen=True)

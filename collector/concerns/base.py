@@ -38,12 +38,15 @@ class Family:
         return f"# HELP {self.name} {doc}\n# TYPE {self.name} {self.type}\n".encode()
 
     @cached_property
-    def label_parts(self) -> tuple[tuple[str, int], ...]:
-        """sorted_labels as the text before each value: 'name{a="', then '",b="' ..."""
-        return tuple(
-            (f'{self.name}{{{label}="' if n == 0 else f'",{label}="', position)
-            for n, (label, position) in enumerate(self.sorted_labels)
-        )
+    def line_format(self) -> str:
+        """One sample line as a %-format: 'name{a="%s",b="%s"} %s\n', labels sorted."""
+        labels = ",".join(f'{label}="%s"' for label, _ in self.sorted_labels)
+        return f"{self.name}{{{labels}}} %s\n" if labels else f"{self.name} %s\n"
+
+    @cached_property
+    def label_order(self) -> tuple[int, ...]:
+        """Positions of the label values in line_format's order (prometheus_client sorts)."""
+        return tuple(position for _, position in self.sorted_labels)
 
     @cached_property
     def sorted_labels(self) -> tuple[tuple[str, int], ...]:
