@@ -9,11 +9,17 @@ calls in flight). Side by side in one run, the server shapes Preflight could use
 - `aio-stream`: grpc.aio with a stream-unary handler, what collector/ingest.py runs
   (request-streaming, so a report over gRPC's receive ceiling is still counted);
 - `aio-unary`: grpc.aio with a unary handler;
-- `sync-N`: the synchronous grpc server, a unary handler on a pool of N threads.
+- `sync-N`: the synchronous grpc server, a unary handler on a pool of N threads;
+- `sync-stream-N`: the synchronous server, a stream-unary handler on N threads (what
+  the collector runs since 2026-12-02: an oversize report still reaches it, empty).
+
+The client sends unary calls whatever the server's shape (the wire is the same, and it
+is what agents send); `--client matching` sends request-streaming calls to the stream
+shapes instead (how this bench drove `aio-stream` before 2026-12-02).
 
 Loopback only, bounded, stops by itself. Not part of `make test`.
 Run: .venv/bin/python bench/bench_grpc_overhead.py [--seconds 8] [--inflight 32]
-     [--shapes aio-stream,aio-unary,sync-4,sync-16]
+     [--shapes aio-stream,aio-unary,sync-4,sync-stream-4] [--client unary|matching]
 """
 
 from __future__ import annotations
@@ -56,6 +62,14 @@ def _handler(shape: str) -> grpc.GenericRpcHandler:
             return ACK
 
         handler = grpc.unary_unary_rpc_method_handler(unary, _same, _same)
+    elif shape.startswith("sync-stream-"):
+
+        def sync_stream(requests: Iterator[bytes], _context: Any) -> bytes:
+            for _ in requests:
+                pass
+            return ACK
+
+        handler = grpc.stream_unary_rpc_method_handler(sync_stream, _same, _same)
     else:
 
         def sync_unary(_request: bytes, _context: Any) -> bytes:
@@ -122,14 +136,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(shape: str, seconds: float, inflight: int) -> tuple[int, float]:
+def measure(shape: str, seconds: float, inflight: int, client: str) -> tuple[int, float]:
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", shape], stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        streaming = shape == "aio-stream"
+        streaming = client == "matching" and "stream" in shape
         asyncio.run(drive(port, 1.0, 8, streaming))  # connections up, code paths warm
         before = cpu_seconds(server.pid)
         calls = asyncio.run(drive(port, seconds, inflight, streaming))
@@ -143,7 +157,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--inflight", type=int, default=32)
-    parser.add_argument("--shapes", default="aio-stream,aio-unary,sync-4,sync-16")
+    parser.add_argument(
+        "--shapes", default="aio-stream,aio-unary,sync-2,sync-4,sync-8,sync-stream-4"
+    )
+    parser.add_argument("--client", choices=("unary", "matching"), default="unary")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -154,7 +171,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     for shape in args.shapes.split(","):
-        calls, cpu = measure(shape, args.seconds, args.inflight)
+        calls, cpu = measure(shape, args.seconds, args.inflight, args.client)
         print(
             f"| {shape} | {calls:,} | {cpu:.2f} s | {1e6 * cpu / calls:.0f} µs | "
             f"{calls / cpu:,.0f} |",

@@ -1,5 +1,14 @@
 """The gRPC side of the collector: the Report servicer and the standard health service.
 
+Report runs on the synchronous gRPC server, its handler on a small pool of threads
+(GRPC_THREADS), not on the asyncio event loop: an empty grpc.aio handler alone cost
+~400 us of server CPU per call against ~175 us here (docs/performance.md, "The floor
+under ingest"), and no Report waits behind the HTTP API, the Kubernetes watcher or the
+judging's await points. What the handler touches is thread-safe: ClusterState and the
+rate limiter hold a lock, the plans and the known-nodes cache are immutable values
+swapped whole, and authentication answers from its cache on the thread (only a token
+not yet reviewed waits on the event loop, bounded).
+
 Report is registered with a raw-bytes handler so that a malformed or oversized
 message is rejected with a reason and counted, instead of dying inside gRPC's
 deserializer where nobody sees it. It is registered as request-streaming (the wire
@@ -9,13 +18,14 @@ reaches the handler, as a call without any message, and is counted too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Collection
-from typing import Any
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent import futures
 
 import grpc
-import grpc.aio
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -31,6 +41,17 @@ SERVICE_NAME = "preflight.v1.Collector"
 # our handler, get a reason and are counted; beyond it gRPC refuses by itself.
 GRPC_CEILING_FACTOR = 4
 LOG_EVERY_SECONDS = 10.0
+# Handler threads. Python code holds one GIL, so more threads add switching, not
+# throughput; a few let a call waiting for its message or a TokenReview not hold up the
+# others (measured 2, 4, 8: docs/performance.md, "Report on a synchronous gRPC server").
+GRPC_THREADS = 4
+# Calls in progress or queued for a thread; beyond it gRPC answers RESOURCE_EXHAUSTED at
+# once (the agent backs off and retries) instead of queueing without bound: at ~3,000
+# reports a second, 256 waiting is under 0.1 s of work.
+MAX_CONCURRENT_RPCS = 256
+# A report whose token is not in the cache waits at most the TokenReview's own timeout
+# plus this for the event loop to answer; then UNAVAILABLE, as an unanswered review.
+AUTH_WAIT_MARGIN_SECONDS = 1.0
 
 # The answer to each refusal: a retry cannot help INVALID_ARGUMENT; the others may
 # succeed later (a rotated token, a slower pace), so the agent backs off and retries.
@@ -53,34 +74,52 @@ class ReportServicer:
         plan_for: Callable[[str], pb.ProbePlan] | None = None,
         authenticator: Authenticator | None = None,
         known_nodes: KnownNodes = lambda: None,
+        auth_timeout: float = 5.0,
     ) -> None:
         self.state = state
         self.heartbeat_interval = heartbeat_interval
         # The node's probe plan, sent in every ack (collector.plan.PlanBook.for_node).
         self.plan_for = plan_for
         self.authenticator: Authenticator = authenticator or NoAuth()
+        # How long a handler thread waits for an uncached authentication on the loop.
+        self.auth_wait = auth_timeout + AUTH_WAIT_MARGIN_SECONDS
         limits = state.limits
         self.rate_limiter = RateLimiter(limits.min_report_interval, limits.report_burst)
         self.known_nodes = known_nodes
+        # The event loop that runs the async authentication (set by start_grpc_server).
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._logged: dict[str, float] = {}
+        self._log_lock = threading.Lock()
 
-    async def report_stream(
-        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    def report_stream(
+        self, requests: Iterator[bytes], context: grpc.ServicerContext
     ) -> pb.ReportAck:
         messages: list[bytes] = []
         message = b""
-        async for message in requests:
-            messages.append(message)
-            if len(messages) > 1:
-                break  # a unary client sends exactly one; never buffer a stream of them
+        cancelled = False
+        try:
+            for message in requests:
+                messages.append(message)
+                if len(messages) > 1:
+                    break  # a unary client sends exactly one; never buffer a stream of them
+        except grpc.RpcError:
+            # The call ended before a message came: gRPC cancels a call whose message is
+            # over its ceiling (whether the handler sees that as no message or as this
+            # depends on timing), and a client that gives up ends it the same way.
+            cancelled = True
         messages_seen = len(messages)
         if messages_seen == 1:
             # Handed over, not kept here: gRPC keeps an aborted call's frames in a
             # reference cycle, and this frame must not hold the bytes of a refused report.
             message = b""
-            return await self.report(messages.pop(), context)
+            return self.report(messages.pop(), context)
         messages.clear()
         message = b""
+        remaining = context.time_remaining()
+        if cancelled and remaining is not None and remaining <= 0:
+            # Its deadline passed while it waited for a thread: a timeout, not a report.
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the report")
+            raise AssertionError("unreachable: abort raises")
         # gRPC drops a message over its ceiling before we see it: the call arrives empty.
         reason = "message_too_large" if not messages_seen else "malformed"
         detail = (
@@ -89,15 +128,15 @@ class ReportServicer:
             else f"{messages_seen} messages in one Report call"
         )
         self._refuse(reason, detail)
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{reason}: {detail}")
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{reason}: {detail}")
         raise AssertionError("unreachable: abort raises")
 
-    async def report(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> pb.ReportAck:
+    def report(self, raw: bytes, context: grpc.ServicerContext) -> pb.ReportAck:
         identity: Identity | None = None
         failure: tuple[grpc.StatusCode, str, str | None] | None = None
         try:
             # Who is asking comes first: nothing of an unauthenticated report is read.
-            identity = await self.authenticator.authenticate(context.invocation_metadata())
+            identity = self._authenticate(context.invocation_metadata())
         except AuthFailure as error:
             failure = (error.code, error.detail, error.reason)
         if failure is not None or identity is None:
@@ -109,7 +148,7 @@ class ReportServicer:
             self._log_throttled(
                 "refused", reason or "unauthenticated", f"{detail} (peer {context.peer()})"
             )
-            await context.abort(code, detail)
+            context.abort(code, detail)
             raise AssertionError("unreachable: abort raises")
         node, refusal = self._store(raw, time.time(), identity)
         del raw  # a refused 4 MiB report must not live on in the abort's traceback
@@ -117,12 +156,41 @@ class ReportServicer:
             reason, detail = refusal
             self._refuse(reason, detail)
             code = STATUS_OF_REASON.get(reason, grpc.StatusCode.INVALID_ARGUMENT)
-            await context.abort(code, f"{reason}: {detail}")
+            context.abort(code, f"{reason}: {detail}")
         ack = pb.ReportAck(heartbeat_interval_seconds=self.heartbeat_interval)
         ack.collector_time.GetCurrentTime()
         if self.plan_for is not None:
             ack.plan.CopyFrom(self.plan_for(node))
         return ack
+
+    def _authenticate(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Identity:
+        """Identity of the caller, on the handler thread; raises AuthFailure.
+
+        The cached answer first (no event loop); else the async authentication on the
+        loop, waited for at most `auth_wait`: the TokenReview and its coalescing of one
+        token's concurrent reviews live there.
+        """
+        identity = self.authenticator.authenticate_cached(metadata)
+        if identity is not None:
+            return identity
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            raise AuthFailure(grpc.StatusCode.UNAVAILABLE, None, "collector is shutting down")
+        waiting = asyncio.run_coroutine_threadsafe(self.authenticator.authenticate(metadata), loop)
+        try:
+            return waiting.result(self.auth_wait)
+        except TimeoutError:
+            waiting.cancel()
+            raise AuthFailure(
+                grpc.StatusCode.UNAVAILABLE,
+                None,
+                f"authentication did not finish within {self.auth_wait:g}s",
+            ) from None
+        except futures.CancelledError:
+            # The loop stopped (shutdown) with the review pending.
+            raise AuthFailure(
+                grpc.StatusCode.UNAVAILABLE, None, "collector is shutting down"
+            ) from None
 
     def _store(
         self, raw: bytes, now: float, identity: Identity
@@ -173,10 +241,13 @@ class ReportServicer:
 
     def _log_throttled(self, verb: str, reason: str, detail: str) -> None:
         # A hostile client can send thousands a second: log each reason at most once per
-        # interval (the counter has them all).
+        # interval (the counter has them all). Checked and set as one step across threads.
         now = time.monotonic()
-        if now - self._logged.get(reason, -LOG_EVERY_SECONDS) >= LOG_EVERY_SECONDS:
-            self._logged[reason] = now
+        with self._log_lock:
+            due = now - self._logged.get(reason, -LOG_EVERY_SECONDS) >= LOG_EVERY_SECONDS
+            if due:
+                self._logged[reason] = now
+        if due:
             log.warning("%s report: %s: %s", verb, reason, detail[:500])
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -192,25 +263,59 @@ class ReportServicer:
         )
 
 
-async def start_grpc_server(
+class GrpcServer:
+    """The running synchronous server and its handler threads."""
+
+    def __init__(self, server: grpc.Server, executor: futures.ThreadPoolExecutor) -> None:
+        self.server = server
+        self.executor = executor
+
+    async def stop(self, grace: float) -> None:
+        """Stops serving (in-flight calls get `grace` seconds), waiting off the event loop."""
+        stopped: threading.Event = self.server.stop(grace)
+        # A handler may be waiting on this loop (an uncached authentication): the loop
+        # must keep running while the server drains.
+        await asyncio.to_thread(stopped.wait)
+        self.executor.shutdown(wait=False)
+
+
+def start_grpc_server(
     servicer: ReportServicer,
     address: str,
     credentials: grpc.ServerCredentials | None = None,
-) -> tuple[grpc.aio.Server, int]:
-    """Starts the server (TLS with `credentials`); returns it and the port bound (for `:0`)."""
+    *,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> tuple[GrpcServer, int]:
+    """Starts the server (TLS with `credentials`); returns it and the port bound (for `:0`).
+
+    `loop`: the event loop that runs the async authentication (the running one by
+    default). Binding and starting do not block: callable from the loop.
+    """
+    servicer.loop = loop or asyncio.get_running_loop()
     ceiling = servicer.state.limits.max_message_bytes * GRPC_CEILING_FACTOR
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", ceiling)])
-    server.add_generic_rpc_handlers((servicer.handler(),))
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = (
-        server.add_insecure_port(address)
-        if credentials is None
-        else server.add_secure_port(address, credentials)
+    executor = futures.ThreadPoolExecutor(
+        max_workers=GRPC_THREADS, thread_name_prefix="grpc-report"
     )
+    server = grpc.server(
+        executor,
+        options=[("grpc.max_receive_message_length", ceiling)],
+        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+    )
+    server.add_generic_rpc_handlers((servicer.handler(),))
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        port = (
+            server.add_insecure_port(address)
+            if credentials is None
+            else server.add_secure_port(address, credentials)
+        )
+    except RuntimeError:  # grpcio raises where grpc.aio returned 0
+        port = 0
     if port == 0:
+        executor.shutdown(wait=False)
         raise OSError(f"cannot listen for gRPC on {address}")
-    await server.start()
+    server.start()
     for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, port
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return GrpcServer(server, executor), port

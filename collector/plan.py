@@ -65,31 +65,37 @@ class PlanBook:
         self._cluster_domain = cluster_domain
         self._mirror_config = dict(mirrors or {})
         self.mirrors: tuple[Mirror, ...] = ()
-        self._seen: KubeFacts | None = None
-        self._labelled: frozenset[str] | None = None
+        # (the Kubernetes view read, the label, its system nodes): one tuple swapped whole,
+        # since the gRPC handler threads read it while another thread replaces it.
+        self._labelled: tuple[KubeFacts | None, str, frozenset[str] | None] = (None, "", None)
         self.set_profile(profile)
 
     def set_profile(self, profile: Profile) -> None:
         """Plans for `profile`; ConfigError (nothing changed) when a mirror names no target."""
-        self.mirrors = resolve_mirrors(profile, self._mirror_config)
-        self._label = profile.system_label
-        self._seen = None  # another label picks other nodes
-        self._system_plan = plan_from_profile(
-            profile, system=True, cluster_domain=self._cluster_domain, mirrors=self.mirrors
+        mirrors = resolve_mirrors(profile, self._mirror_config)
+        system_plan = plan_from_profile(
+            profile, system=True, cluster_domain=self._cluster_domain, mirrors=mirrors
         )
-        self._other_plan = plan_from_profile(profile, system=False, mirrors=self.mirrors)
+        other_plan = plan_from_profile(profile, system=False, mirrors=mirrors)
+        self.mirrors = mirrors
+        # One immutable value swapped whole: a Report answered during a reload gets the
+        # old label and plans or the new ones, never a mix.
+        self._plans = (profile.system_label, system_plan, other_plan)
 
-    def _system_nodes(self) -> frozenset[str] | None:
+    def _system_nodes(self, label: str) -> frozenset[str] | None:
         # Once per Kubernetes read, not once per Report: the view object changes per read.
         kube = self._kube()
-        if kube is not self._seen:
-            self._labelled = system_nodes(kube, self._label)
-            self._seen = kube
-        return self._labelled
+        seen, seen_label, labelled = self._labelled
+        if kube is not seen or label != seen_label:  # another label picks other nodes
+            labelled = system_nodes(kube, label)
+            self._labelled = (kube, label, labelled)
+        return labelled
 
     def index(self) -> PlanIndex:
-        return PlanIndex(self._system_plan.version, self._other_plan.version, self._system_nodes())
+        label, system_plan, other_plan = self._plans
+        return PlanIndex(system_plan.version, other_plan.version, self._system_nodes(label))
 
     def for_node(self, node: str) -> pb.ProbePlan:
-        system = self._system_nodes()
-        return self._system_plan if system is None or node in system else self._other_plan
+        label, system_plan, other_plan = self._plans
+        system = self._system_nodes(label)
+        return system_plan if system is None or node in system else other_plan

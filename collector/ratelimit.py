@@ -3,10 +3,12 @@
 An honest agent reports when a result changes (at most once per probe cycle) and at
 every heartbeat; a burst absorbs reconnects and retries. Beyond that a node is
 answered RESOURCE_EXHAUSTED (counted `rate_limited`), which the agent treats like any
-retryable failure: it backs off.
+retryable failure: it backs off. Called from the gRPC handler threads: one lock.
 """
 
 from __future__ import annotations
+
+import threading
 
 
 class RateLimiter:
@@ -16,8 +18,15 @@ class RateLimiter:
         self.max_tracked = max_tracked
         # node -> (tokens left, when last updated)
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
 
     def allow(self, node: str, now: float) -> bool:
+        # Read and write back as one step: two handler threads reporting for one node must
+        # not both spend the same token.
+        with self._lock:
+            return self._allow(node, now)
+
+    def _allow(self, node: str, now: float) -> bool:
         tokens, last = self._buckets.get(node, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         if tokens < 1.0:

@@ -8,14 +8,13 @@ import os
 import time
 from collections.abc import Awaitable
 
-import grpc.aio
 from aiohttp import web
 from kubernetes.client import Configuration
 
 from collector.auth import build_authenticator
 from collector.config import CollectorConfig
 from collector.exposition import Exposition
-from collector.ingest import ReportServicer, start_grpc_server
+from collector.ingest import GrpcServer, ReportServicer, start_grpc_server
 from collector.isolation import FaultLog
 from collector.judging import evaluate_isolated
 from collector.kube.platform import read_platform
@@ -102,6 +101,7 @@ class CollectorService:
             self.plans.for_node,
             authenticator=self.authenticator,
             known_nodes=self._known_nodes,
+            auth_timeout=config.auth.review_timeout,
         )
         self._observed: object = None
         self._verdicts: tuple[Verdict, ...] = ()
@@ -127,7 +127,7 @@ class CollectorService:
         )
         self._preparer: asyncio.Task[None] | None = None
         self._created = time.monotonic()
-        self._grpc: grpc.aio.Server | None = None
+        self._grpc: GrpcServer | None = None
         self._http: web.AppRunner | None = None
         self.grpc_port = 0
         self.http_port = 0
@@ -137,9 +137,12 @@ class CollectorService:
         kube = self.kube.latest()
         if not kube.available:
             return None
-        if self._known[0] != kube.fetched_at:
-            self._known = (kube.fetched_at, frozenset(n.name for n in kube.nodes))
-        return self._known[1]
+        # Read once, replaced whole: gRPC handler threads call this concurrently.
+        known = self._known
+        if known[0] != kube.fetched_at:
+            known = (kube.fetched_at, frozenset(n.name for n in kube.nodes))
+            self._known = known
+        return known[1]
 
     def is_ready(self) -> bool:
         """Serving gRPC and judging; verdicts older than `verdicts_stale_after`: frozen engine."""
@@ -314,7 +317,8 @@ class CollectorService:
         self.http_port = self._http.addresses[0][1]
         self._warn_if_exposed()
         credentials = self.certificates.credentials() if self.certificates else None
-        self._grpc, self.grpc_port = await start_grpc_server(
+        # Report runs on its own handler threads (collector/ingest.py), not on this loop.
+        self._grpc, self.grpc_port = start_grpc_server(
             self.servicer, self.config.listen.grpc, credentials
         )
         await self.kube.start()

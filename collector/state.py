@@ -7,9 +7,12 @@ Readers never see the mutable dict: `snapshot()` hands out an immutable view.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import functools
+import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Concatenate, ParamSpec, TypeVar
 
 from collector.config import LimitsConfig
 from collector.validation import Rejected, validate
@@ -41,6 +44,23 @@ REJECTION_REASONS = (
     "state_full",
     "unknown_node",
 )
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(
+    method: Callable[Concatenate[ClusterState, _P], _R],
+) -> Callable[Concatenate[ClusterState, _P], _R]:
+    """Runs a ClusterState method under the state's lock (gRPC handler threads call in)."""
+
+    def locked(self: ClusterState, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(locked, method)  # its name and docstring
+    return locked
 
 
 @dataclass(frozen=True)
@@ -81,7 +101,8 @@ class AgentReports:
 
 
 class ClusterState:
-    """Latest report per node. Mutated only from the event loop."""
+    """Latest report per node. Mutated from the gRPC handler threads (collector/ingest.py)
+    and the event loop: every method that reads or writes the dict holds `_lock`."""
 
     def __init__(
         self,
@@ -104,11 +125,15 @@ class ClusterState:
         # Node names in order, kept until a node comes or goes: sorting 10,000 names
         # on every snapshot (each scrape, each judging) was a third of its cost.
         self._order: list[str] | None = None
+        # Re-entrant: snapshot() forgets silent nodes through forget().
+        self._lock = threading.RLock()
 
+    @_locked
     def count_rejection(self, reason: str) -> None:
         # A reason outside the closed set is a bug; still counted rather than crashing ingest.
         self._rejected[reason] = self._rejected.get(reason, 0) + 1
 
+    @_locked
     def accept(
         self,
         report: pb.NodeReport,
@@ -177,6 +202,7 @@ class ClusterState:
         )
         self.version += 1
 
+    @_locked
     def forget(self, name: str) -> None:
         """Drops a node and what it held (a node silent past forget_after)."""
         if self._nodes.pop(name, None) is not None:
@@ -184,6 +210,7 @@ class ClusterState:
             self._bytes -= self._sizes.pop(name, 0)
             self.version += 1
 
+    @_locked
     def snapshot(self, now: float) -> AgentReports:
         forget_after = self.forget_after
         for name in [n for n, e in self._nodes.items() if now - e.received_at > forget_after]:

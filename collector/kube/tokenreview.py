@@ -7,6 +7,9 @@ and never past the token's own `exp`. The node a token speaks for comes from the
 `authentication.kubernetes.io/node-name` extra (Kubernetes >= 1.30), else from the
 pod the token is bound to (`get pods`, cached by pod uid: a pod never changes node).
 
+The cache is read from the collector's gRPC handler threads (`cached`) and written on
+the event loop: a lock around each touch of it, never held across a wait.
+
 Bounded under an API outage: a review waits at most `timeout`, then the caller gets
 `Unavailable`; at most `max_in_flight` reviews run at once, beyond that new tokens fail
 fast; a cached answer whose TTL ran out but whose token is still valid keeps being used
@@ -153,6 +156,7 @@ class TokenReviewer:
         self._api = k8s_client.ApiClient(configuration)
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tokenreview")
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._cache_lock = threading.Lock()
         # pod uid (or namespace/name) -> node; a pod is never moved to another node.
         self._pods: OrderedDict[str, str] = OrderedDict()
         self._pods_lock = threading.Lock()
@@ -164,15 +168,27 @@ class TokenReviewer:
         self._executor.shutdown(wait=False, cancel_futures=True)
         _close_api_client(self._api)
 
+    def cached(self, token: str) -> Review | None:
+        """The cached answer for `token` while fresh, else None (any thread, never waits)."""
+        return self._fresh(token_hash(token), self._clock())[0]
+
+    def _fresh(self, key: str, now: float) -> tuple[Review | None, _Entry | None]:
+        # (the fresh answer or None, the entry however old): one look under the lock.
+        with self._cache_lock:
+            entry = self._cache.get(key)
+            if entry is not None and now < entry.fresh_until:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+                return entry.review, entry
+        return None, entry
+
     async def review(self, token: str) -> Review:
         """The cached or fresh answer for `token`; raises Unavailable within `timeout`."""
         key = token_hash(token)
         now = self._clock()
-        entry = self._cache.get(key)
-        if entry is not None and now < entry.fresh_until:
-            self._cache.move_to_end(key)
-            self.cache_hits += 1
-            return entry.review
+        fresh, entry = self._fresh(key, now)
+        if fresh is not None:
+            return fresh
         future = self._in_flight.get(key)
         if future is None:
             if len(self._in_flight) >= self.max_in_flight:
@@ -200,7 +216,8 @@ class TokenReviewer:
     def _stale_or_unavailable(self, entry: _Entry | None, now: float, why: str) -> Review:
         # A verified token still within its own validity keeps working through an outage.
         if entry is not None and entry.review.ok and now < entry.valid_until:
-            self.cache_hits += 1
+            with self._cache_lock:
+                self.cache_hits += 1
             return entry.review
         raise Unavailable(f"Kubernetes API cannot review the token: {why}")
 
@@ -209,10 +226,11 @@ class TokenReviewer:
         expiry = token_expiry(token)
         valid_until = now + self.cache_ttl if expiry is None else expiry
         ttl = self.cache_ttl if review.ok else min(self.cache_ttl, NEGATIVE_TTL_SECONDS)
-        self._cache[key] = _Entry(review, min(now + ttl, valid_until), valid_until)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[key] = _Entry(review, min(now + ttl, valid_until), valid_until)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
 
     # --- blocking part, in the pool -------------------------------------------------------
 
