@@ -52,6 +52,8 @@ MAX_CONCURRENT_RPCS = 256
 # A report whose token is not in the cache waits at most the TokenReview's own timeout
 # plus this for the event loop to answer; then UNAVAILABLE, as an unanswered review.
 AUTH_WAIT_MARGIN_SECONDS = 1.0
+# How long stop() waits past its grace for gRPC to say it has stopped.
+STOP_WAIT_SECONDS = 5.0
 
 # The answer to each refusal: a retry cannot help INVALID_ARGUMENT; the others may
 # succeed later (a rotated token, a slower pace), so the agent backs off and retries.
@@ -274,8 +276,9 @@ class GrpcServer:
         """Stops serving (in-flight calls get `grace` seconds), waiting off the event loop."""
         stopped: threading.Event = self.server.stop(grace)
         # A handler may be waiting on this loop (an uncached authentication): the loop
-        # must keep running while the server drains.
-        await asyncio.to_thread(stopped.wait)
+        # must keep running while the server drains. Bounded: a thread still waiting at
+        # the end would hold up the loop's own shutdown.
+        await asyncio.to_thread(stopped.wait, grace + STOP_WAIT_SECONDS)
         self.executor.shutdown(wait=False)
 
 

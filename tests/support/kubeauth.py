@@ -151,6 +151,9 @@ class FakeAuthApi(KmockApi):
     # Accept TokenReviews but answer only after this many seconds (an API server stuck
     # behind an overloaded etcd); 0 answers at once.
     review_delay: float = 0.0
+    # When set, TokenReviews are answered only once the event is set (a test holds a
+    # review pending for as long as it needs, without timing).
+    review_gate: asyncio.Event | None = None
     # The cluster's nodes: every node a token was issued for (the collector also reads
     # /version and the node list, as in a cluster).
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -248,6 +251,8 @@ async def auth_api() -> AsyncIterator[FakeAuthApi]:
             fake.reviews.append(body)
             if fake.review_delay:
                 await asyncio.sleep(fake.review_delay)
+            if fake.review_gate is not None:
+                await fake.review_gate.wait()
             return respond(201, fake.review(body))
 
         def serve_pod(request: kmock.Request) -> Response:
