@@ -6,12 +6,14 @@ whose handler does nothing with a report-sized request (3,000 bytes) and answers
 `--seconds` of calls from a separate client process (grpc.aio, 8 channels, `--inflight`
 calls in flight). Side by side in one run, the server shapes Preflight could use:
 
-- `aio-stream`: grpc.aio with a stream-unary handler, what collector/ingest.py runs
-  (request-streaming, so a report over gRPC's receive ceiling is still counted);
+- `aio-stream`: grpc.aio with a stream-unary handler, what collector/ingest.py ran
+  before 2026-12-02 (request-streaming: a report over gRPC's receive ceiling is counted);
 - `aio-unary`: grpc.aio with a unary handler;
 - `sync-N`: the synchronous grpc server, a unary handler on a pool of N threads;
 - `sync-stream-N`: the synchronous server, a stream-unary handler on N threads (what
-  the collector runs since 2026-12-02: an oversize report still reaches it, empty).
+  the collector runs since 2026-12-02: an oversize report still reaches it, empty);
+- `sync-first-N`: the same, reading only the first message (not waiting for the end of
+  the request stream).
 
 The client sends unary calls whatever the server's shape (the wire is the same, and it
 is what agents send); `--client matching` sends request-streaming calls to the stream
@@ -62,6 +64,13 @@ def _handler(shape: str) -> grpc.GenericRpcHandler:
             return ACK
 
         handler = grpc.unary_unary_rpc_method_handler(unary, _same, _same)
+    elif shape.startswith("sync-first-"):
+
+        def sync_first(requests: Iterator[bytes], _context: Any) -> bytes:
+            next(requests, None)  # the one message only: no wait for the end of the stream
+            return ACK
+
+        handler = grpc.stream_unary_rpc_method_handler(sync_first, _same, _same)
     elif shape.startswith("sync-stream-"):
 
         def sync_stream(requests: Iterator[bytes], _context: Any) -> bytes:

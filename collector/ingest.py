@@ -19,6 +19,7 @@ reaches the handler, as a call without any message, and is counted too.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -42,9 +43,14 @@ SERVICE_NAME = "preflight.v1.Collector"
 GRPC_CEILING_FACTOR = 4
 LOG_EVERY_SECONDS = 10.0
 # Handler threads. Python code holds one GIL, so more threads add switching, not
-# throughput; a few let a call waiting for its message or a TokenReview not hold up the
-# others (measured 2, 4, 8: docs/performance.md, "Report on a synchronous gRPC server").
-GRPC_THREADS = 4
+# throughput (measured 2 … 64: docs/performance.md, "Report on a synchronous gRPC
+# server"); but a call holds its thread while it waits for its message or for a
+# TokenReview, so a few slow callers must not take every thread.
+GRPC_THREADS = 16
+# A call whose message has not arrived this long after it reached a handler thread is
+# cancelled and counted `malformed` (the HTTP side closes a connection that has not sent
+# its headers after as long: collector/web.py HEADER_TIMEOUT_SECONDS).
+MESSAGE_WAIT_SECONDS = 10.0
 # Calls in progress or queued for a thread; beyond it gRPC answers RESOURCE_EXHAUSTED at
 # once (the agent backs off and retries) instead of queueing without bound: at ~3,000
 # reports a second, 256 waiting is under 0.1 s of work.
@@ -66,6 +72,50 @@ STATUS_OF_REASON = {
 
 # Names of the Kubernetes nodes when the API is readable, else None (standalone).
 KnownNodes = Callable[[], Collection[str] | None]
+
+
+class MessageWatch:
+    """Cancels the calls that have waited longer than `limit` for their message.
+
+    One thread for all calls, waking every `limit / 10`: a call costs a dict entry
+    while it waits, not a timer thread of its own.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._calls: dict[int, tuple[float, grpc.ServicerContext]] = {}
+        self._keys = itertools.count()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, context: grpc.ServicerContext) -> int:
+        key = next(self._keys)
+        with self._lock:
+            self._calls[key] = (time.monotonic() + self.limit, context)
+        return key
+
+    def done(self, key: int) -> bool:
+        """Stops watching; False when the watch had already cancelled the call."""
+        with self._lock:
+            return self._calls.pop(key, None) is not None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="grpc-message-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.limit / 10):
+            now = time.monotonic()
+            with self._lock:
+                late = [k for k, (until, _) in self._calls.items() if until <= now]
+                contexts = [self._calls.pop(k)[1] for k in late]
+            for context in contexts:
+                context.cancel()  # the handler's read ends with RpcError
 
 
 class ReportServicer:
@@ -92,43 +142,43 @@ class ReportServicer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._logged: dict[str, float] = {}
         self._log_lock = threading.Lock()
+        # Cancels calls that hold a handler thread without sending a message.
+        self.watch = MessageWatch(MESSAGE_WAIT_SECONDS)
 
     def report_stream(
         self, requests: Iterator[bytes], context: grpc.ServicerContext
     ) -> pb.ReportAck:
-        messages: list[bytes] = []
-        message = b""
+        # Only the first message is read: a unary client sends exactly one, and waiting
+        # for the end of the stream as well cost ~20 % more per call (docs/performance.md,
+        # "Report on a synchronous gRPC server"). A stream never gets buffered.
+        first: list[bytes] = []
         cancelled = False
+        watched = self.watch.watch(context)
         try:
-            for message in requests:
-                messages.append(message)
-                if len(messages) > 1:
-                    break  # a unary client sends exactly one; never buffer a stream of them
+            first.extend(itertools.islice(requests, 1))
         except grpc.RpcError:
             # The call ended before a message came: gRPC cancels a call whose message is
             # over its ceiling (whether the handler sees that as no message or as this
-            # depends on timing), and a client that gives up ends it the same way.
+            # depends on timing), a client that gives up ends it the same way, and so
+            # does the watch below.
             cancelled = True
-        messages_seen = len(messages)
-        if messages_seen == 1:
+        timed_out = not self.watch.done(watched)
+        if first:
             # Handed over, not kept here: gRPC keeps an aborted call's frames in a
             # reference cycle, and this frame must not hold the bytes of a refused report.
-            message = b""
-            return self.report(messages.pop(), context)
-        messages.clear()
-        message = b""
-        remaining = context.time_remaining()
-        if cancelled and remaining is not None and remaining <= 0:
+            return self.report(first.pop(), context)
+        if timed_out:
+            # A call that holds a handler thread without sending its report (a stalled
+            # or hostile client) was cancelled by the watch: counted, like other junk.
+            reason, detail = "malformed", f"no message within {self.watch.limit:g}s"
+        elif cancelled and context.time_remaining() <= 0:
             # Its deadline passed while it waited for a thread: a timeout, not a report.
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the report")
             raise AssertionError("unreachable: abort raises")
-        # gRPC drops a message over its ceiling before we see it: the call arrives empty.
-        reason = "message_too_large" if not messages_seen else "malformed"
-        detail = (
-            "no message: larger than gRPC's receive ceiling, or none sent"
-            if not messages_seen
-            else f"{messages_seen} messages in one Report call"
-        )
+        else:
+            # gRPC drops a message over its ceiling before we see it: the call arrives empty.
+            reason = "message_too_large"
+            detail = "no message: larger than gRPC's receive ceiling, or none sent"
         self._refuse(reason, detail)
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{reason}: {detail}")
         raise AssertionError("unreachable: abort raises")
@@ -268,9 +318,12 @@ class ReportServicer:
 class GrpcServer:
     """The running synchronous server and its handler threads."""
 
-    def __init__(self, server: grpc.Server, executor: futures.ThreadPoolExecutor) -> None:
+    def __init__(
+        self, server: grpc.Server, executor: futures.ThreadPoolExecutor, watch: MessageWatch
+    ) -> None:
         self.server = server
         self.executor = executor
+        self.watch = watch
 
     async def stop(self, grace: float) -> None:
         """Stops serving (in-flight calls get `grace` seconds), waiting off the event loop."""
@@ -279,6 +332,7 @@ class GrpcServer:
         # must keep running while the server drains. Bounded: a thread still waiting at
         # the end would hold up the loop's own shutdown.
         await asyncio.to_thread(stopped.wait, grace + STOP_WAIT_SECONDS)
+        self.watch.stop()
         self.executor.shutdown(wait=False)
 
 
@@ -318,7 +372,8 @@ def start_grpc_server(
     if port == 0:
         executor.shutdown(wait=False)
         raise OSError(f"cannot listen for gRPC on {address}")
+    servicer.watch.start()
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return GrpcServer(server, executor), port
+    return GrpcServer(server, executor, servicer.watch), port

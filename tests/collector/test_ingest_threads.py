@@ -34,6 +34,7 @@ from tests.support.kubeauth import FakeAuthApi, auth_api
 from tests.support.metrics import ascrape, sample
 
 SENDERS = 8
+NEWCOMERS = 3
 
 
 def report(name: str, sequence: int, instance: str = "i1") -> pb.NodeReport:
@@ -172,10 +173,11 @@ async def test_a_pending_token_review_stalls_neither_http_nor_reviewed_agents(
 
             await send("gpu-node-1", 1, known)
             api.review_gate = gate = asyncio.Event()
-            # Fewer than the handler threads: one is left for the reviewed agent.
+            # Fewer than the handler threads (one is left for the reviewed agent) and than
+            # the reviewer's own pool (each of them reaches the API).
             newcomers = [
                 asyncio.create_task(send(f"gpu-node-{n}", 1, api.issue(f"gpu-node-{n}")))
-                for n in range(2, 2 + GRPC_THREADS - 1)
+                for n in range(2, 2 + NEWCOMERS)
             ]
             while len(api.reviews) < 1 + len(newcomers):
                 await asyncio.sleep(0.01)  # each newcomer's review reached the API
@@ -192,8 +194,35 @@ async def test_a_pending_token_review_stalls_neither_http_nor_reviewed_agents(
             await asyncio.gather(*newcomers)
         assert len(api.reviews) == 1 + len(newcomers)  # one review per token
         nodes = {n.name: n.report.sequence for n in service.state.snapshot(time.time()).nodes}
-        assert nodes == {"gpu-node-1": 4} | {f"gpu-node-{n}": 1 for n in range(2, 1 + GRPC_THREADS)}
+        assert nodes == {"gpu-node-1": 4} | {f"gpu-node-{n}": 1 for n in range(2, 2 + NEWCOMERS)}
     finally:
         if api.review_gate is not None:
             api.review_gate.set()
         await service.stop()
+
+
+async def test_calls_that_never_send_their_report_cannot_hold_every_thread(
+    service: CollectorService,
+) -> None:
+    # A short watch for this test (the shipped one waits MESSAGE_WAIT_SECONDS).
+    service.servicer.watch.limit = 0.5
+    release = asyncio.Event()
+
+    async def nothing() -> AsyncIterator[bytes]:
+        await release.wait()  # headers sent, the message never
+        yield b""
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        stall = channel.stream_unary("/preflight.v1.Collector/Report")
+        # As many as there are handler threads: each takes one while it waits.
+        stalled = [stall(nothing(), timeout=60) for _ in range(GRPC_THREADS)]
+        await asyncio.sleep(0)
+        ack = await pb_grpc.CollectorStub(channel).Report(report("patient", 1), timeout=60)
+        assert ack.heartbeat_interval_seconds == 30.0
+        outcomes = await asyncio.gather(*stalled, return_exceptions=True)
+        release.set()
+    assert all(isinstance(o, grpc.aio.AioRpcError) for o in outcomes)
+    assert {o.code() for o in outcomes} == {grpc.StatusCode.CANCELLED}  # type: ignore[union-attr]
+    snapshot = service.state.snapshot(time.time())
+    assert dict(snapshot.rejected)["malformed"] == GRPC_THREADS
+    assert [n.name for n in snapshot.nodes] == ["patient"]
