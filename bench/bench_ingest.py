@@ -193,7 +193,12 @@ async def generate(spec: dict[str, Any]) -> dict[str, Any]:
         try:
             await stub.Report(message, timeout=60)
         except grpc.aio.AioRpcError as error:
-            errors[error.code().name] = errors.get(error.code().name, 0) + 1
+            # RESOURCE_EXHAUSTED is the rate limit or gRPC's own bound on concurrent calls:
+            # the first words of the detail tell which.
+            key = error.code().name
+            if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                key += f" ({' '.join((error.details() or '').split()[:2])})"
+            errors[key] = errors.get(key, 0) + 1
             return
         accepted += 1
         if record:
@@ -316,6 +321,9 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         source = Path(args.collector_source).resolve()
         command = [
             sys.executable,
+            # -P: `-c` would put the working directory (usually this checkout) first on
+            # sys.path, ahead of PYTHONPATH, and run this tree's collector as "before".
+            "-P",
             "-c",
             "from collector.cli import main; raise SystemExit(main())",
             *command[1:],

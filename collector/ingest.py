@@ -13,7 +13,9 @@ Report is registered with a raw-bytes handler so that a malformed or oversized
 message is rejected with a reason and counted, instead of dying inside gRPC's
 deserializer where nobody sees it. It is registered as request-streaming (the wire
 is the same for a unary client): a message beyond gRPC's own ceiling then still
-reaches the handler, as a call without any message, and is counted too.
+reaches the handler, as a call without any message, and is counted too. Only the
+first message of a call is read. A call holds its thread while it waits for that
+message: MessageWatch cancels one that has not sent it within MESSAGE_WAIT_SECONDS.
 """
 
 from __future__ import annotations
