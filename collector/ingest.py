@@ -48,7 +48,7 @@ LOG_EVERY_SECONDS = 10.0
 # throughput (measured 2 … 64: docs/performance.md, "Report on a synchronous gRPC
 # server"); but a call holds its thread while it waits for its message or for a
 # TokenReview, so a few slow callers must not take every thread.
-GRPC_THREADS = 16
+GRPC_THREADS = 8
 # A call whose message has not arrived this long after it reached a handler thread is
 # cancelled and counted `malformed` (the HTTP side closes a connection that has not sent
 # its headers after as long: collector/web.py HEADER_TIMEOUT_SECONDS).
