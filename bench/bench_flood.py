@@ -209,9 +209,8 @@ def part_coverage() -> None:
     print("| --- | --- |")
     for n in (1000, 2000, 4000, 8000):
         nodes = tuple(
-            NodeEntry(
-                name=f"n{i:05d}",
-                report=pb.NodeReport(node_name=f"n{i:05d}"),
+            NodeEntry.of(
+                pb.NodeReport(node_name=f"n{i:05d}"),
                 received_at=0.0,
                 clock_skew_seconds=0.0,
                 first_seen=0.0,

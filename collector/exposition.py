@@ -9,8 +9,9 @@ byte for byte (a test checks it):
 - `Exposition.render`, what /metrics serves: it writes the text itself and keeps each
   node's lines (as bytes, one chunk per metric family) until that node's entry changes.
   NodeEntry reports are immutable and replaced on every accepted report, so the cache
-  key is the report object itself (plus receipt time, staleness and the node's
-  allocatable GPUs, which live outside the report). A scrape then costs a join over
+  key is the entry's report bytes object (plus receipt time, staleness and the node's
+  allocatable GPUs, which live outside the report); only a changed node's report is
+  decoded. A scrape then costs a join over
   cached chunks plus the few cluster-wide families, instead of formatting every series
   again while holding the GIL (which the gRPC event loop needs too).
 
@@ -36,7 +37,6 @@ from collector.concerns.egress import node_cert_expiries
 from collector.concerns.judging import unusable_samples
 from collector.published import Published
 from collector.state import NodeEntry
-from preflight.v1 import report_pb2 as pb
 
 __all__ = [
     "FAMILIES",
@@ -153,7 +153,7 @@ def _line(family: Family, values: tuple[str, ...], value: float) -> str:
 class _NodeText:
     """One node's rendered lines and what they were rendered from."""
 
-    report: pb.NodeReport
+    raw: bytes  # the entry's report bytes, compared by identity
     received_at: float
     up: bool
     allocatable_gpus: int | None
@@ -166,7 +166,7 @@ class _NodeText:
         self, node: NodeEntry, allocatable_gpus: int | None, plan: str | None, marked: bool
     ) -> bool:
         return (
-            self.report is node.report
+            self.raw is node.raw
             and self.received_at == node.received_at
             and self.up == node.up
             and self.allocatable_gpus == allocatable_gpus
@@ -190,7 +190,7 @@ def _render_node(
         "metrics", node.name, lambda: text(samples), lambda _r: text(unusable_samples(node))
     )
     return _NodeText(
-        report=node.report,
+        raw=node.raw,
         received_at=node.received_at,
         up=node.up,
         allocatable_gpus=allocatable_gpus,

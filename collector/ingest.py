@@ -279,7 +279,7 @@ class ReportServicer:
                 # read from the API) names a Kubernetes node already, even one the node
                 # list has not caught up with; only unbound callers are checked against it.
                 known = None if identity.node != ANY_NODE else self.known_nodes()
-                self.state.accept(report, now, known, size=len(raw))
+                self.state.accept(report, now, known, size=len(raw), raw=raw)
             except Rejected:
                 raise
             except Exception as error:

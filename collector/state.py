@@ -3,6 +3,12 @@
 Nothing here survives a restart on purpose: agents push whole snapshots at least
 every heartbeat, so a restarted collector is complete again within one heartbeat.
 Readers never see the mutable dict: `snapshot()` hands out an immutable view.
+
+A node's report is held as the bytes it arrived in (`NodeEntry.raw`), not decoded: a
+decoded 8-GPU report costs ~10 KiB of the process's memory, its bytes ~3 KiB, and
+decoding one takes a few microseconds. `NodeEntry.report` decodes on access; what is
+read of every node on every judging is derived once per report (collector.rules.memo)
+or extracted by `accept` into the entry (instance id and sequence).
 """
 
 from __future__ import annotations
@@ -18,7 +24,14 @@ from collector.config import LimitsConfig
 from collector.validation import Rejected, validate
 from preflight.v1 import report_pb2 as pb
 
-__all__ = ["REJECTION_REASONS", "AgentReports", "ClusterState", "NodeEntry", "Rejected"]
+__all__ = [
+    "REJECTION_REASONS",
+    "AgentReports",
+    "ClusterState",
+    "NodeEntry",
+    "Rejected",
+    "decode_report",
+]
 
 # The one closed set of reasons a report is refused for (the `reason` label).
 REJECTION_REASONS = (
@@ -63,12 +76,40 @@ def _locked(
     return locked
 
 
-@dataclass(frozen=True)
+class _Decoder:
+    """Decodes stored report bytes, remembering the last report decoded in each thread.
+
+    One node's outputs read its report several times in a row (each concern of its
+    /metrics text, each field of its JSON): they decode once. One entry per thread, so
+    no lock and no growth; `decoded` counts the decodes (tests read it).
+    """
+
+    def __init__(self) -> None:
+        self._last = threading.local()
+        self.decoded = 0
+
+    def __call__(self, raw: bytes) -> pb.NodeReport:
+        last: tuple[bytes, pb.NodeReport] | None = getattr(self._last, "report", None)
+        if last is not None and last[0] is raw:
+            return last[1]
+        report = pb.NodeReport.FromString(raw)
+        self._last.report = (raw, report)
+        self.decoded += 1
+        return report
+
+
+decode_report = _Decoder()
+
+
+# slots: one entry per node, and a per-instance dict would cost more than its fields.
+@dataclass(frozen=True, slots=True)
 class NodeEntry:
-    """One node's latest report and when the collector received it."""
+    """One node's latest report (as the bytes accepted) and when the collector received it."""
 
     name: str
-    report: pb.NodeReport
+    # The accepted report, serialized; one bytes object per accepted report, never
+    # shared with the next one (collector.rules.memo keys by it).
+    raw: bytes
     received_at: float
     # Agent clock minus collector clock at receipt (positive: agent ahead).
     clock_skew_seconds: float
@@ -76,6 +117,42 @@ class NodeEntry:
     # Target → start of the last probe that reached it; kept while the target is down.
     last_success: tuple[tuple[str, float], ...] = ()
     up: bool = True
+    # Of the report, for the sequence rule (accept reads them for every report).
+    instance_id: str = ""
+    sequence: int = 0
+
+    @property
+    def report(self) -> pb.NodeReport:
+        """The report, decoded from `raw` (a few microseconds): read it, never change it.
+
+        Whatever reads every node's report on every judging goes through a
+        collector.rules.memo cache instead.
+        """
+        return decode_report(self.raw)
+
+    @classmethod
+    def of(
+        cls,
+        report: pb.NodeReport,
+        *,
+        received_at: float,
+        clock_skew_seconds: float,
+        first_seen: float,
+        last_success: tuple[tuple[str, float], ...] = (),
+        up: bool = True,
+    ) -> NodeEntry:
+        """An entry holding `report` (tests and benches; the state builds its own)."""
+        return cls(
+            name=report.node_name,
+            raw=report.SerializeToString(),
+            received_at=received_at,
+            clock_skew_seconds=clock_skew_seconds,
+            first_seen=first_seen,
+            last_success=last_success,
+            up=up,
+            instance_id=report.instance_id,
+            sequence=report.sequence,
+        )
 
 
 @dataclass(frozen=True)
@@ -116,8 +193,8 @@ class ClusterState:
         self.stale_after_seconds = heartbeat_interval * stale_after_heartbeats
         self.forget_after = max(forget_after, self.stale_after_seconds)
         self._nodes: dict[str, NodeEntry] = {}
-        # Serialized size of every stored report: memory is bounded by bytes, not just nodes.
-        self._sizes: dict[str, int] = {}
+        # Bytes of every stored report (len(entry.raw)): memory is bounded by bytes, not
+        # just nodes.
         self._bytes = 0
         self._rejected = dict.fromkeys(REJECTION_REASONS, 0)
         self._received = 0
@@ -140,14 +217,18 @@ class ClusterState:
         now: float,
         known_nodes: Collection[str] | None = None,
         size: int | None = None,
+        raw: bytes | None = None,
     ) -> None:
         """Stores `report` as the node's latest, or raises Rejected (the caller counts it).
 
         `known_nodes`: the Kubernetes view's node names when the API is readable; a
-        report for any other name is refused until the view knows it. `size`: the bytes
-        it arrived in (ingest knows them; ByteSize() re-encodes the report to count).
+        report for any other name is refused until the view knows it. `raw`: the bytes
+        `report` was decoded from (ingest has them; kept as they are unless validation
+        shortened a text, else the report is encoded again). `size` (the length it
+        arrived in) is not needed any more: the bound counts the bytes kept.
         """
-        validate(report, self.limits, now)
+        if validate(report, self.limits, now):
+            raw = None  # free text was cut: the bytes no longer say what is stored
         if known_nodes is not None and report.node_name not in known_nodes:
             raise Rejected("unknown_node", f"{report.node_name!r} is not a Kubernetes node")
         previous = self._nodes.get(report.node_name)
@@ -155,13 +236,13 @@ class ClusterState:
             raise Rejected(
                 "too_many_nodes", f"already {len(self._nodes)} nodes, limit {self.limits.max_nodes}"
             )
-        if size is None:
-            size = report.ByteSize()
-        held = self._bytes - self._sizes.get(report.node_name, 0)
-        if held + size > self.limits.max_state_bytes:
+        if raw is None:
+            raw = report.SerializeToString()
+        held = self._bytes - (len(previous.raw) if previous is not None else 0)
+        if held + len(raw) > self.limits.max_state_bytes:
+            limit = self.limits.max_state_bytes
             raise Rejected(
-                "state_full",
-                f"{size} more bytes over the {self.limits.max_state_bytes} held for all reports",
+                "state_full", f"{len(raw)} more bytes over the {limit} held for all reports"
             )
         # The sequence rule (docs/security.md): a report of another instance supersedes;
         # within one instance a lower sequence is a late retry and refused, but only while
@@ -170,13 +251,13 @@ class ClusterState:
         # from a snapshot therefore cannot shut the node's agent out for longer.
         if (
             previous is not None
-            and previous.report.instance_id == report.instance_id
-            and report.sequence < previous.report.sequence
+            and previous.instance_id == report.instance_id
+            and report.sequence < previous.sequence
             and now - previous.received_at < self.heartbeat_interval
         ):
             raise Rejected(
                 "sequence_regressed",
-                f"sequence {report.sequence} after {previous.report.sequence} "
+                f"sequence {report.sequence} after {previous.sequence} "
                 f"for instance {report.instance_id}",
             )
         self._received += 1
@@ -188,26 +269,28 @@ class ClusterState:
         for e in report.egress:
             if e.outcome == pb.OUTCOME_UP:
                 last_success[e.target] = e.started_at.ToNanoseconds() / 1e9 or now
-        self._sizes[report.node_name] = size
-        self._bytes = held + size
+        self._bytes = held + len(raw)
         if previous is None:
             self._order = None
         self._nodes[report.node_name] = NodeEntry(
             name=report.node_name,
-            report=report,
+            raw=raw,
             received_at=now,
             clock_skew_seconds=sent_at - now,
             first_seen=previous.first_seen if previous else now,
             last_success=tuple(sorted(last_success.items())),
+            instance_id=report.instance_id,
+            sequence=report.sequence,
         )
         self.version += 1
 
     @_locked
     def forget(self, name: str) -> None:
         """Drops a node and what it held (a node silent past forget_after)."""
-        if self._nodes.pop(name, None) is not None:
+        entry = self._nodes.pop(name, None)
+        if entry is not None:
             self._order = None
-            self._bytes -= self._sizes.pop(name, 0)
+            self._bytes -= len(entry.raw)
             self.version += 1
 
     @_locked
@@ -226,12 +309,14 @@ class ClusterState:
             if now - e.received_at <= stale_after
             else NodeEntry(
                 name=e.name,
-                report=e.report,
+                raw=e.raw,
                 received_at=e.received_at,
                 clock_skew_seconds=e.clock_skew_seconds,
                 first_seen=e.first_seen,
                 last_success=e.last_success,
                 up=False,
+                instance_id=e.instance_id,
+                sequence=e.sequence,
             )
             for e in map(self._nodes.__getitem__, self._order)
         )

@@ -154,11 +154,14 @@ class _Checks:
         "max_offset",
         "max_text",
         "now",
+        "shortened",
     )
 
     def __init__(self, limits: LimitsConfig, now: float) -> None:
         self.limits = limits
         self.now = now
+        # Set by the compiled checks when they cut a text (the report changed).
+        self.shortened = False
         self.max_label = limits.max_label_length
         self.max_text = limits.max_text_length
         self.max_list = limits.max_list_length
@@ -329,6 +332,7 @@ class _Compiler:
                 f"v = m.{name}",
                 "if len(v) > c.max_text:",
                 f"    m.{name} = v[: c.max_text - len(ELLIPSIS)] + ELLIPSIS",
+                "    c.shortened = True",
             ]
         if kind == _LABEL and variant != TINY:
             return [f"v = m.{name}", "if len(v) > c.max_label:", f"    c.label({here}, len(v))"]
@@ -361,6 +365,7 @@ class _Compiler:
                 lines += [
                     "    if len(v) > c.max_text:",
                     "        vs[i] = v[: c.max_text - len(ELLIPSIS)] + ELLIPSIS",
+                    "        c.shortened = True",
                 ]
         elif kind == _NUMBER:
             lines += [
@@ -381,8 +386,9 @@ class _Compiler:
 _check_report = _Compiler().build(pb.NodeReport.DESCRIPTOR)
 
 
-def validate(report: pb.NodeReport, limits: LimitsConfig, now: float) -> None:
-    """Raises Rejected for a report that must not be stored; may shorten free text in place.
+def validate(report: pb.NodeReport, limits: LimitsConfig, now: float) -> bool:
+    """Raises Rejected for a report that must not be stored; may shorten free text in place
+    (then returns True: the report's bytes no longer encode it).
 
     Order matters only for which reason a report with several faults is counted under:
     identity first, then the configured counts, then every field.
@@ -403,5 +409,7 @@ def validate(report: pb.NodeReport, limits: LimitsConfig, now: float) -> None:
         raise Rejected("too_many_mounts", f"{len(report.mounts)} mounts, limit {limits.max_mounts}")
     if len(report.instance_id) > limits.max_label_length:
         raise Rejected("label_too_long", "instance_id is too long")
-    _check_report(report, None, _Checks(limits, now))
+    checks = _Checks(limits, now)
+    _check_report(report, None, checks)
     _check_names(report)
+    return checks.shortened

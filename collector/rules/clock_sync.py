@@ -15,10 +15,23 @@ bound warns (the clock will drift); a node whose agent does not report its NTP s
 
 from __future__ import annotations
 
+from collector.rules.memo import PerReport
 from collector.rules.model import Evidence, Verdict, count, names
+from preflight.v1 import report_pb2 as pb
 
 REQUIREMENT = "clock_sync"
 DEFAULT_MAX_SKEW = 60.0
+
+
+def _synchronised(report: pb.NodeReport) -> bool | None:
+    """The kernel's NTP state as the agent read it; None where it could not or did not."""
+    clock = report.clock
+    if not report.HasField("clock") or not clock.available:
+        return None
+    return clock.synchronised
+
+
+_SYNCHRONISED = PerReport(_synchronised)
 
 
 def evaluate(view: Evidence) -> Verdict:
@@ -31,15 +44,14 @@ def evaluate(view: Evidence) -> Verdict:
     unsynced: list[str] = []
     unreported: list[str] = []
     worst = 0.0
-    for node in nodes:
+    for node, synchronised in zip(nodes, _SYNCHRONISED(nodes), strict=True):
         skew = node.clock_skew_seconds
         worst = max(worst, abs(skew))
         if abs(skew) > bound:
             off.append(f"{node.name} ({skew:+.1f} s)")
-        clock = node.report.clock
-        if not node.report.HasField("clock") or not clock.available:
+        if synchronised is None:
             unreported.append(node.name)
-        elif not clock.synchronised:
+        elif not synchronised:
             unsynced.append(node.name)
     if off:
         return Verdict(

@@ -11,6 +11,7 @@ expired. Within 14 days of expiry warns.
 from __future__ import annotations
 
 from collector.plan import system_nodes
+from collector.rules.memo import PerReport
 from collector.rules.model import Evidence, Verdict, count, names
 from preflight.enums import REASONS
 from preflight.plan import CLUSTER_DOMAIN_TARGET
@@ -24,6 +25,29 @@ _TLS_WORDS = {
     "tls_expired": "expired certificate",
     "tls_handshake_failed": "TLS handshake failed",
 }
+
+# (reached, failure reason name or "", certificate not_after in Unix seconds or None)
+DomainResult = tuple[bool, str, float | None]
+
+
+def _domain_result(report: pb.NodeReport) -> DomainResult | None:
+    """The report's result for the cluster domain target; None where it did not probe it.
+
+    Its own cache rather than the egress rules' (collector.rules.egress): only this one
+    target, and the certificate's expiry, which those do not keep for every target.
+    """
+    result = next((e for e in report.egress if e.target == CLUSTER_DOMAIN_TARGET), None)
+    if result is None:
+        return None
+    if result.outcome != pb.OUTCOME_UP:
+        return False, REASONS.name(result.reason) if result.reason else "unknown", None
+    cert = result.certificate
+    if result.HasField("certificate") and cert.HasField("not_after"):
+        return True, "", cert.not_after.ToNanoseconds() / 1e9
+    return True, "", None
+
+
+_RESULTS = PerReport(_domain_result)
 
 
 def evaluate(view: Evidence) -> Verdict:
@@ -41,17 +65,16 @@ def evaluate(view: Evidence) -> Verdict:
     failures: list[str] = []
     unprobed: list[str] = []
     expiries: list[tuple[float, str]] = []
-    for node in nodes:
-        result = next((e for e in node.report.egress if e.target == CLUSTER_DOMAIN_TARGET), None)
+    for node, result in zip(nodes, _RESULTS(nodes), strict=True):
         if result is None:
             unprobed.append(node.name)
             continue
-        if result.outcome != pb.OUTCOME_UP:
-            reason = REASONS.name(result.reason) if result.reason else "unknown"
+        reached, reason, not_after = result
+        if not reached:
             failures.append(f"{node.name}: {_TLS_WORDS.get(reason, f'unreachable ({reason})')}")
             continue
-        if result.HasField("certificate") and result.certificate.HasField("not_after"):
-            expiries.append((result.certificate.not_after.ToNanoseconds() / 1e9, node.name))
+        if not_after is not None:
+            expiries.append((not_after, node.name))
     if failures:
         return Verdict(
             REQUIREMENT,

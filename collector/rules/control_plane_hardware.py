@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from collector.kube.facts import KubeNode
 from collector.rules.model import Evidence, Verdict, count, names
+from collector.rules.sizes import Size, live_sizes
 
 REQUIREMENT = "control_plane_hardware"
 GB = 1e9
 
 
-def _resources(view: Evidence, node: KubeNode) -> tuple[float, int, int, str]:
+def _resources(sizes: dict[str, Size], node: KubeNode) -> tuple[float, int, int, str]:
     """(cpus, memory bytes, gpus, source) for a control-plane node."""
-    entry = view.state.node(node.name)
-    if entry is not None and entry.up and entry.report.HasField("hardware"):
-        hw = entry.report.hardware
-        gpus = max(entry.report.gpus.pci_count, entry.report.gpus.driver_count, node.capacity_gpus)
-        return hw.logical_cores, hw.memory_total_bytes, gpus, "agent"
+    size = sizes.get(node.name)
+    if size is not None and size.hardware:
+        gpus = max(size.pci_gpus, size.driver_gpus, node.capacity_gpus)
+        return size.logical_cores, size.memory_bytes, gpus, "agent"
     return node.capacity_cpu, node.capacity_memory_bytes, node.capacity_gpus, "kubernetes"
 
 
@@ -35,8 +35,9 @@ def evaluate(view: Evidence) -> Verdict:
         return Verdict(REQUIREMENT, "pass", "no control-plane node visible (managed control plane)")
     advice: list[str] = []
     flagged: list[str] = []
+    sizes = live_sizes(view)
     for node in control_planes:
-        cpus, memory, gpus, source = _resources(view, node)
+        cpus, memory, gpus, source = _resources(sizes, node)
         problems = []
         if cpus < wanted.cpus:
             problems.append(f"{cpus:g} CPUs < {wanted.cpus}")

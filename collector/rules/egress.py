@@ -56,7 +56,7 @@ def evaluate_phase(view: Evidence, requirement: str, phase: str) -> Verdict:
     failing_targets: set[str] = set()
     intercepted: dict[str, set[str]] = {}  # issuer → targets reached only through it
     intercepted_nodes: set[str] = set()
-    for node, results in zip(nodes, _RESULTS(n.report for n in nodes), strict=True):
+    for node, results in zip(nodes, _RESULTS(nodes), strict=True):
         for target in targets if system is None or node.name in system else everywhere:
             result = results.get(target)
             if result is None:

@@ -94,7 +94,7 @@ def _describe(name: str, node: _Node) -> str:
 def evaluate(view: Evidence) -> Verdict:
     nodes: dict[str, _Node] = {}
     live = view.live_nodes
-    for entry, derived in zip(live, _NODES(n.report for n in live), strict=True):
+    for entry, derived in zip(live, _NODES(live), strict=True):
         if derived is not None:
             nodes[entry.name] = derived
     if view.kube.available:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collector.kube.platform_facts import PlatformFacts
 from collector.rules.model import Evidence, Verdict, count, names
+from collector.rules.sizes import live_sizes
 from collector.rules.versions import at_least, at_most, dotted, matches_prefix
 
 REQUIREMENT = "gpu_operator"
@@ -20,9 +21,10 @@ REQUIREMENT = "gpu_operator"
 def _gpu_nodes(view: Evidence) -> list[str]:
     """Nodes with GPUs, by Kubernetes capacity or by the agent's PCI scan."""
     found = []
+    sizes = live_sizes(view)
     for node in view.kube.nodes:
-        entry = view.entries.get(node.name)
-        pci = entry.report.gpus.pci_count if entry is not None and entry.up else 0
+        size = sizes.get(node.name)
+        pci = size.pci_gpus if size is not None else 0
         if node.capacity_gpus > 0 or pci > 0:
             found.append(node.name)
     return found

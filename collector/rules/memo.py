@@ -1,48 +1,56 @@
 """Per-report facts a rule derives, computed once per report instead of once per judging.
 
 The service judges every node about once a second while anything changes, but a node's
-report changes only when it reports (every heartbeat or on change): reading the same
-protobuf fields of 10,000 unchanged reports every second was most of the judging's
-CPU. A rule keeps what it derives from one report in a `PerReport`; the aggregate over
-the cluster is still computed on every judging, so verdicts are the same as before.
+report changes only when it reports (every heartbeat or on change): decoding 10,000
+stored reports (collector.state keeps their bytes) and reading the same fields every
+second would be most of the judging's CPU. A rule keeps what it derives from one report
+in a `PerReport`; the aggregate over the cluster is still computed on every judging, so
+verdicts are the same as before.
 
-Stored reports are never mutated after acceptance (collector.state), so a report
-object stands for its content. The cache holds the reports it was last asked about
-(held, so their ids cannot be reused) and drops the others on the next call: it never
-grows beyond one entry per node.
+The cache is keyed by the entry's report bytes (`NodeEntry.raw`): bytes are immutable,
+so they stand for the report's content, and a report is decoded only when its bytes
+were not seen on the previous call. Python keeps the hash of a bytes object, and a
+lookup of the very object compares identity first, so a hit costs a dict lookup. The
+cache holds the reports it was last asked about and drops the others on the next call:
+it never grows beyond one entry per node.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
+from collector.state import NodeEntry
 from preflight.v1 import report_pb2 as pb
 
 T = TypeVar("T")
+_MISSING = object()  # derive may return None
 
 
 class PerReport(Generic[T]):
-    """`derive(report)` for many reports, reusing the results for reports seen last time."""
+    """`derive(entry.report)` for many entries, reusing the results for reports seen last time."""
 
     def __init__(self, derive: Callable[[pb.NodeReport], T]) -> None:
         self._derive = derive
-        self._cache: dict[int, tuple[pb.NodeReport, T]] = {}
+        self._cache: dict[bytes, T] = {}
         self.derived = 0  # how many times `derive` ran (tests read it)
 
-    def __call__(self, reports: Iterable[pb.NodeReport]) -> list[T]:
+    def __call__(self, entries: Iterable[NodeEntry]) -> list[T]:
         old = self._cache
-        new: dict[int, tuple[pb.NodeReport, T]] = {}
+        new: dict[bytes, T] = {}
         out: list[T] = []
         derived = 0
         derive = self._derive
-        for report in reports:
-            hit = old.get(id(report))
-            if hit is None or hit[0] is not report:
-                hit = (report, derive(report))
+        for entry in entries:
+            raw = entry.raw
+            hit = old.get(raw, _MISSING)
+            if hit is _MISSING:
+                value = derive(entry.report)
                 derived += 1
-            new[id(report)] = hit
-            out.append(hit[1])
+            else:
+                value = cast(T, hit)
+            new[raw] = value
+            out.append(value)
         # Replaced whole, never mutated in place: a concurrent caller (a `preflight
         # check` in another thread) sees one complete cache or the other.
         self._cache = new

@@ -161,7 +161,7 @@ def _judge_path(view: Evidence, path: str, nodes: NodeMounts) -> PathFindings:
 
 def evaluate(view: Evidence) -> Verdict:
     nodes = view.live_nodes
-    of_nodes = list(zip((n.name for n in nodes), _MOUNTS(n.report for n in nodes), strict=True))
+    of_nodes = list(zip((n.name for n in nodes), _MOUNTS(nodes), strict=True))
     paths = list(view.profile.shared_volume.paths) or sorted(
         {path for _, mounts in of_nodes for path in mounts}
     )

@@ -13,19 +13,18 @@ from __future__ import annotations
 from collector.kube.facts import KubeNode
 from collector.plan import labelled_nodes
 from collector.rules.model import Evidence, Verdict, count, names
+from collector.rules.sizes import Size, live_sizes
 
 REQUIREMENT = "system_nodes"
 GB = 1e9
 
 
-def _size(view: Evidence, node: KubeNode) -> tuple[float, int, int]:
+def _size(sizes: dict[str, Size], node: KubeNode) -> tuple[float, int, int]:
     """(cores, memory bytes, root-disk bytes; 0 = unknown) of a node."""
-    entry = view.entries.get(node.name)
-    if entry is not None and entry.up and entry.report.HasField("hardware"):
-        hw = entry.report.hardware
-        root = next((f.capacity_bytes for f in hw.filesystems if f.role == "root"), 0)
-        disk = root or node.capacity_ephemeral_storage_bytes
-        return float(hw.logical_cores), hw.memory_total_bytes, disk
+    size = sizes.get(node.name)
+    if size is not None and size.hardware:
+        disk = size.root_disk_bytes or node.capacity_ephemeral_storage_bytes
+        return float(size.logical_cores), size.memory_bytes, disk
     return node.capacity_cpu, node.capacity_memory_bytes, node.capacity_ephemeral_storage_bytes
 
 
@@ -44,8 +43,9 @@ def evaluate(view: Evidence) -> Verdict:
     )
     undersized: list[str] = []
     flagged: list[str] = []
+    sizes = live_sizes(view)
     for node in candidates:
-        cpus, memory, disk = _size(view, node)
+        cpus, memory, disk = _size(sizes, node)
         problems = []
         if cpus < rule.cpus:
             problems.append(f"{cpus:g} cores")

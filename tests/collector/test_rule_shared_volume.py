@@ -72,9 +72,8 @@ def mount_result(m: Mount) -> pb.MountResult:
 def entry(name: str, *mounts: Mount, up: bool = True) -> NodeEntry:
     report = pb.NodeReport(node_name=name, instance_id=f"i-{name}", sequence=1)
     report.mounts.extend(mount_result(m) for m in mounts)
-    return NodeEntry(
-        name=name,
-        report=report,
+    return NodeEntry.of(
+        report,
         received_at=NOW - 1,
         clock_skew_seconds=0.0,
         first_seen=NOW - 100,

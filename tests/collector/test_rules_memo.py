@@ -1,26 +1,46 @@
 """The rules' per-report caches (collector/rules/memo.py): same verdicts as judging afresh.
 
-shared_volume, egress_install/egress_runtime and gpu_nodes keep what they derive from
-each report between judgings. Property: after any sequence of reports (nodes coming,
-changing, going stale, leaving), each rule's verdict with its warm cache equals the
-verdict of the same rule with an empty cache.
+shared_volume, egress_install/egress_runtime, gpu_nodes, clock_sync, cluster_domain_tls
+and the sizes system_nodes, control_plane_hardware and gpu_operator read
+(collector/rules/sizes.py) keep what they derive from each report between judgings.
+Property: after any sequence of reports (nodes coming, changing, going stale, leaving),
+each rule's verdict with its warm cache equals the verdict of the same rule with an
+empty cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.rules import egress, egress_install, egress_runtime, gpu_nodes, shared_volume
+from collector.kube.facts import KubeFacts
+from collector.rules import (
+    Rule,
+    clock_sync,
+    cluster_domain_tls,
+    control_plane_hardware,
+    egress,
+    egress_install,
+    egress_runtime,
+    gpu_nodes,
+    gpu_operator,
+    shared_volume,
+    sizes,
+    system_nodes,
+)
 from collector.rules.memo import PerReport
-from collector.rules.model import Verdict
+from collector.rules.model import Evidence, Verdict
 from collector.state import NodeEntry
+from preflight.plan import CLUSTER_DOMAIN_TARGET
+from preflight.profile import Profile
 from preflight.v1 import report_pb2 as pb
-from tests.collector.test_rule_shared_volume import Mount, entry, local, view
-from tests.support.builders import ALL_TARGETS
+from tests.collector.test_rule_shared_volume import NOW, Mount, entry, local, view
+from tests.collector.test_rules_runai import P225, healthy_platform, node, system
+from tests.support.builders import ALL_TARGETS, PROFILE
 
 NAMES = ("node-a", "node-b", "node-c", "node-d")
 RULES = (
@@ -28,6 +48,27 @@ RULES = (
     egress_install.evaluate,
     egress_runtime.evaluate,
     gpu_nodes.evaluate,
+)
+# Judged with a Kubernetes view of NAMES and a cluster domain, under the profile that
+# has the rule's settings.
+CLUSTER_RULES = (
+    (clock_sync.evaluate, P225),
+    (cluster_domain_tls.evaluate, P225),
+    (system_nodes.evaluate, P225),
+    (control_plane_hardware.evaluate, PROFILE),
+    (gpu_operator.evaluate, P225),
+)
+KUBE = KubeFacts(
+    server_version="v1.34.2",
+    nodes=(
+        node("node-a", control_plane=True),
+        system("node-b"),
+        system("node-c"),
+        node("node-d", gpus=2),
+    ),
+    error=None,
+    fetched_at=NOW,  # the judged view's clock (test_rule_shared_volume)
+    platform=healthy_platform(),
 )
 
 
@@ -39,13 +80,16 @@ def test_derives_once_per_report_and_forgets_the_absent() -> None:
         return report.node_name.upper()
 
     memo = PerReport(derive)
-    a, b = pb.NodeReport(node_name="a"), pb.NodeReport(node_name="b")
+    a, b = entry("a"), entry("b")
     assert memo([a, b]) == ["A", "B"]
     assert memo([a, b]) == ["A", "B"]
     assert seen == ["a", "b"]
-    # The same content in a new object is a new report: derived again.
-    a2 = pb.NodeReport(node_name="a")
+    # The key is the report's bytes: another report of the node is derived again...
+    a2 = entry("a", Mount())
     assert memo([a2]) == ["A"]
+    assert seen == ["a", "b", "a"]
+    # ... a stale copy of an entry (the same bytes, up=False) is not.
+    assert memo([dataclasses.replace(a2, up=False)]) == ["A"]
     assert seen == ["a", "b", "a"]
     # b was absent from the last call: forgotten, derived again when it comes back.
     assert memo([a2, b]) == ["A", "B"]
@@ -53,16 +97,46 @@ def test_derives_once_per_report_and_forgets_the_absent() -> None:
     assert memo.derived == 4
 
 
+def test_a_derived_none_is_cached_too() -> None:
+    calls: list[str] = []
+
+    def derive(report: pb.NodeReport) -> None:
+        calls.append(report.node_name)
+
+    memo = PerReport(derive)
+    a = entry("a")
+    assert memo([a]) == [None]
+    assert memo([a]) == [None]
+    assert calls == ["a"]
+
+
 @contextmanager
 def cold_caches() -> Iterator[None]:
-    saved = (shared_volume._MOUNTS, egress._RESULTS, gpu_nodes._NODES)
+    saved = (
+        shared_volume._MOUNTS,
+        egress._RESULTS,
+        gpu_nodes._NODES,
+        clock_sync._SYNCHRONISED,
+        cluster_domain_tls._RESULTS,
+        sizes._SIZES,
+    )
     shared_volume._MOUNTS = PerReport(shared_volume._mounts_of)
     egress._RESULTS = PerReport(egress._results_of)
     gpu_nodes._NODES = PerReport(gpu_nodes._derive)
+    clock_sync._SYNCHRONISED = PerReport(clock_sync._synchronised)
+    cluster_domain_tls._RESULTS = PerReport(cluster_domain_tls._domain_result)
+    sizes._SIZES = PerReport(sizes._size_of)
     try:
         yield
     finally:
-        shared_volume._MOUNTS, egress._RESULTS, gpu_nodes._NODES = saved
+        (
+            shared_volume._MOUNTS,
+            egress._RESULTS,
+            gpu_nodes._NODES,
+            clock_sync._SYNCHRONISED,
+            cluster_domain_tls._RESULTS,
+            sizes._SIZES,
+        ) = saved
 
 
 _mount = st.builds(
@@ -75,35 +149,60 @@ _mount = st.builds(
 _step = st.tuples(
     st.sampled_from(NAMES),
     st.none() | _mount,  # None: the node leaves
-    st.frozensets(st.sampled_from(ALL_TARGETS), max_size=2),  # targets down
-    st.integers(min_value=0, max_value=2),  # GPUs the driver sees (of 2 on PCI)
+    st.frozensets(st.sampled_from((*ALL_TARGETS, CLUSTER_DOMAIN_TARGET)), max_size=2),  # down
+    st.integers(min_value=0, max_value=2),  # GPUs the driver sees (of 2 on PCI; 0: none)
     st.booleans(),  # up (fresh) or late
+    st.sampled_from([None, True, False]),  # the kernel's NTP state (None: not reported)
+    st.sampled_from([None, 4, 32]),  # logical cores (None: no hardware section)
 )
+
+
+def _report(
+    base: NodeEntry, down: frozenset[str], driver: int, ntp: bool | None, cores: int | None
+) -> NodeEntry:
+    report = pb.NodeReport.FromString(base.raw)
+    for target in (*ALL_TARGETS, CLUSTER_DOMAIN_TARGET):
+        failing = target in down
+        result = report.egress.add(
+            target=target,
+            outcome=pb.OUTCOME_DOWN if failing else pb.OUTCOME_UP,
+            reason=pb.REASON_CONNECT_TIMEOUT if failing else pb.REASON_NONE,
+        )
+        if target == CLUSTER_DOMAIN_TARGET and not failing:
+            result.certificate.not_after.FromSeconds(int(NOW) + 86400 * (3 + driver * 20))
+    report.gpus.pci_count = 2 if driver else 0
+    report.gpus.driver_count = driver
+    if ntp is not None:
+        report.clock.available = True
+        report.clock.synchronised = ntp
+    if cores is not None:
+        report.hardware.logical_cores = cores
+        report.hardware.memory_total_bytes = cores << 30
+        report.hardware.filesystems.add(role="root", path="/", capacity_bytes=cores * 10**10)
+    return dataclasses.replace(base, raw=report.SerializeToString())
+
+
+def _cluster(judged: Evidence, rule: Rule, profile: Profile) -> Verdict:
+    return rule(
+        dataclasses.replace(judged, profile=profile, kube=KUBE, cluster_domain="runai.example")
+    )
 
 
 @settings(max_examples=200, deadline=None)
 @given(steps=st.lists(_step, min_size=1, max_size=12))
 def test_warm_caches_judge_like_cold_ones(
-    steps: list[tuple[str, Mount | None, frozenset[str], int, bool]],
+    steps: list[tuple[str, Mount | None, frozenset[str], int, bool, bool | None, int | None]],
 ) -> None:
     nodes: dict[str, NodeEntry] = {}
-    for name, mount, down, driver, up in steps:
+    for name, mount, down, driver, up, ntp, cores in steps:
         if mount is None:
             nodes.pop(name, None)
         else:
-            node = entry(name, mount, up=up)
-            for target in ALL_TARGETS:
-                failing = target in down
-                node.report.egress.add(
-                    target=target,
-                    outcome=pb.OUTCOME_DOWN if failing else pb.OUTCOME_UP,
-                    reason=pb.REASON_CONNECT_TIMEOUT if failing else pb.REASON_NONE,
-                )
-            node.report.gpus.pci_count = 2
-            node.report.gpus.driver_count = driver
-            nodes[name] = node
+            nodes[name] = _report(entry(name, mount, up=up), down, driver, ntp, cores)
         judged = view(list(nodes.values()))
         warm: list[Verdict] = [rule(judged) for rule in RULES]
+        warm += [_cluster(judged, *rule) for rule in CLUSTER_RULES]
         with cold_caches():
             cold = [rule(judged) for rule in RULES]
+            cold += [_cluster(judged, *rule) for rule in CLUSTER_RULES]
         assert warm == cold

@@ -45,9 +45,8 @@ def report(
 
 
 def entry(message: pb.NodeReport, *, age: float = 1.0, up: bool = True) -> NodeEntry:
-    return NodeEntry(
-        name=message.node_name,
-        report=message,
+    return NodeEntry.of(
+        message,
         received_at=NOW - age,
         clock_skew_seconds=0.0,
         first_seen=NOW - 3600,

@@ -265,9 +265,8 @@ NOW = 1_700_000_000.0
 def entry(
     report: pb.NodeReport, *, age: float = 5.0, up_: bool = True, skew: float = 0.2
 ) -> NodeEntry:
-    return NodeEntry(
-        name=report.node_name,
-        report=report,
+    return NodeEntry.of(
+        report,
         received_at=NOW - age,
         clock_skew_seconds=skew,
         first_seen=NOW - 3600,
