@@ -8,6 +8,9 @@ does every second (judge, pre-encode /metrics), and every 15 steps a scrape rend
 gzip body (kept until something changes). Then every node reports `--rounds` more times
 (new sequence, a few targets flipping). Printed after each heartbeat: RSS growth over
 the idle service, per node. No clock is waited for: a step takes as long as its work.
+Also printed: CPU milliseconds per step of ingest (decode, validate, store), judging,
+pre-encoding and scraping (averaged over the steps after the fill; the pre-encoding
+includes its 2 ms pauses only as the CPU they do not use).
 
 `--trace N` runs tracemalloc at N nodes instead (slow; Python objects only: upb's
 decoded messages and allocator slack do not show there) and prints KiB per node by the
@@ -29,6 +32,8 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,24 +68,46 @@ def run(n: int, rounds: int, trace: bool) -> dict[str, Any]:
     if trace:
         tracemalloc.start(1)
     row: dict[str, Any] = {"nodes": n, "idle_mib": round(idle / 2**20, 1), "per_node_kib": []}
+    # CPU-seconds (process-wide: judging runs in a worker thread) of each part of the
+    # heartbeats after the fill, where a step replaces 1/TICKS of the reports.
+    cpu = dict.fromkeys(("ingest", "judge", "prepare", "scrape"), 0.0)
+
+    @contextmanager
+    def timed(part: str, round_: int) -> Iterator[None]:
+        started = time.process_time()
+        yield
+        if round_:
+            cpu[part] += time.process_time() - started
+
     for round_ in range(rounds + 1):
         # One heartbeat in TICKS steps, as the service sees it: a share of the nodes
         # reports, then the once-a-second judging and pre-encoding; a scrape every
         # SCRAPE_TICKS (the shipped 30 s heartbeat, a 15 s scrape interval).
         for tick in range(TICKS):
             now = time.time()
+            raws = []
             for i in range(tick * n // TICKS, (tick + 1) * n // TICKS):
                 # A few nodes per round fail a target, as on a real cluster.
                 failing = (i + round_) % 50 == 0
                 down = frozenset({TARGETS[i % len(TARGETS)]}) if failing else frozenset()
-                raw = make_report(node_name(i), node_name((i + 1) % n), round_ + 1, down)
-                _node, refusal = service.servicer._store(raw.SerializeToString(), now, identity)
-                assert refusal is None, refusal
-            asyncio.run(service.observe())
-            service.exposition.prepare(service.current_view())
+                report = make_report(node_name(i), node_name((i + 1) % n), round_ + 1, down)
+                raws.append(report.SerializeToString())
+            with timed("ingest", round_):
+                for raw in raws:
+                    _node, refusal = service.servicer._store(raw, now, identity)
+                    assert refusal is None, refusal
+            del raws, raw
+            with timed("judge", round_):
+                asyncio.run(service.observe())
+            with timed("prepare", round_):
+                service.exposition.prepare(service.current_view())
             if tick % SCRAPE_TICKS == SCRAPE_TICKS - 1:
-                asyncio.run(service.web._render_metrics())
+                with timed("scrape", round_):
+                    asyncio.run(service.web._render_metrics())
         row["per_node_kib"].append(round((rss() - idle) / n / KIB, 1))
+    if rounds:
+        ticks = rounds * TICKS
+        row["cpu_ms_per_step"] = {k: round(1e3 * v / ticks, 1) for k, v in cpu.items()}
     # What the allocator keeps free but unreturned: RSS once glibc gives back what it can
     # (a diagnostic; the service never calls it).
     ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cached_property
+from sys import intern
 from typing import Concatenate, ParamSpec, TypeVar
 
 from collector.config import LimitsConfig
@@ -107,8 +108,8 @@ class NodeEntry:
     """One node's latest report (as the bytes accepted) and when the collector received it."""
 
     name: str
-    # The accepted report, serialized; one bytes object per accepted report, never
-    # shared with the next one (collector.rules.memo keys by it).
+    # The accepted report, serialized: a new bytes object for every accepted report
+    # (the /metrics cache compares it by identity, collector.rules.memo by value).
     raw: bytes
     received_at: float
     # Agent clock minus collector clock at receipt (positive: agent ahead).
@@ -268,7 +269,9 @@ class ClusterState:
         last_success = {t: at for t, at in previous.last_success if t in probed} if previous else {}
         for e in report.egress:
             if e.outcome == pb.OUTCOME_UP:
-                last_success[e.target] = e.started_at.ToNanoseconds() / 1e9 or now
+                # Interned: every node names the same targets, and each read of a field
+                # of a message makes a new str; kept once, not once per node.
+                last_success[intern(e.target)] = e.started_at.ToNanoseconds() / 1e9 or now
         self._bytes = held + len(raw)
         if previous is None:
             self._order = None

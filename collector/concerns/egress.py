@@ -9,6 +9,7 @@ target matrix, each cell the agent's outcome for that pair as it reported it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from sys import intern
 from typing import Any
 
 from collector.concerns.base import Concern, NodeJson, Page, Sample, Section, gauge
@@ -113,7 +114,10 @@ def node_cert_expiries(node: NodeEntry) -> dict[str, float]:
     for e in node.report.egress:
         if e.HasField("certificate") and e.certificate.HasField("not_after"):
             expiry = e.certificate.not_after.ToNanoseconds() / 1e9
-            earliest[e.target] = min(expiry, earliest.get(e.target, expiry))
+            # Interned: kept with every node's cached text, and every node names the
+            # same targets.
+            target = intern(e.target)
+            earliest[target] = min(expiry, earliest.get(target, expiry))
     return earliest
 
 
