@@ -11,9 +11,9 @@ byte for byte (a test checks it):
   NodeEntry reports are immutable and replaced on every accepted report, so the cache
   key is the entry's report bytes object (plus receipt time, staleness and the node's
   allocatable GPUs, which live outside the report); only a changed node's report is
-  decoded. A scrape then costs a join over
-  cached chunks plus the few cluster-wide families, instead of formatting every series
-  again while holding the GIL (which the gRPC event loop needs too).
+  decoded. A scrape then costs a join over cached chunks plus the few cluster-wide
+  families, instead of formatting every series again while holding the GIL (which the
+  gRPC event loop needs too).
 
 Families keep prometheus_client's order and layout: HELP and TYPE once per family,
 every family contiguous, labels sorted by name, values formatted like Go.
