@@ -62,12 +62,24 @@ def run(n: int, rounds: int, trace: bool) -> dict[str, Any]:
         kubernetes={"mode": "none"},  # type: ignore[arg-type]
         limits=LimitsConfig(max_nodes=n + 10, max_state_bytes=1 << 30),
     )
+    try:
+        # What collector.cli does before it builds the service (a tree without it: no).
+        from collector.allocator import fix_mmap_threshold
+
+        fixed = fix_mmap_threshold()
+    except ImportError:
+        fixed = False
     service = CollectorService(config)
     identity = Identity(principal="bench")
     idle = rss()
     if trace:
         tracemalloc.start(1)
-    row: dict[str, Any] = {"nodes": n, "idle_mib": round(idle / 2**20, 1), "per_node_kib": []}
+    row: dict[str, Any] = {
+        "nodes": n,
+        "mmap_threshold_fixed": fixed,
+        "idle_mib": round(idle / 2**20, 1),
+        "per_node_kib": [],
+    }
     # CPU-seconds (process-wide: judging runs in a worker thread) of each part of the
     # heartbeats after the fill, where a step replaces 1/TICKS of the reports.
     cpu = dict.fromkeys(("ingest", "judge", "prepare", "scrape"), 0.0)

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from collector.allocator import fix_mmap_threshold
 from collector.config import ConfigError, load_config
 from collector.service import CollectorService
 from preflight.mirrors import resolve_mirrors
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             # The config alone: the TLS and token files live where it is deployed.
             print(f"preflight-collector: config OK ({args.config or 'built-in defaults'})")
             return 0
+        # Before the state fills: what each scrape frees goes back to the system.
+        fix_mmap_threshold()
         try:
             service = CollectorService(config)  # reads the TLS and token files
         except ConfigError as error:

@@ -15,9 +15,8 @@ import os
 import struct
 import threading
 import zlib
-from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["SLICE_BYTES", "gzip_parts"]
 
@@ -27,9 +26,6 @@ SLICE_BYTES = 1 << 20
 # One compressor per core, at most four: beyond that a scrape would take the cores
 # ingest needs.
 WORKERS = max(1, min(4, os.cpu_count() or 1))
-# Slices cut and not yet compressed, at most: every worker busy with one and one queued
-# each, while the caller cuts the next (a few MiB of text alive, not the whole body).
-IN_FLIGHT = 2 * WORKERS
 # The gzip header of RFC 1952: deflate, no name, no mtime (a body that depends only on
 # the text), "unknown" operating system.
 _HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -48,22 +44,12 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-class _Checksum:
-    """CRC-32 and length of the text, taken in order as the slices are cut."""
-
-    def __init__(self) -> None:
-        self.crc = 0
-        self.length = 0
-
-
-def _slices(parts: Iterable[bytes], size: int, check: _Checksum) -> Iterator[list[memoryview]]:
-    """The parts, in order, cut and grouped into runs of about `size` bytes (no copies),
-    each run given as soon as it is full: the parts may be made as they are asked for."""
+def _slices(parts: Sequence[bytes], size: int) -> list[list[memoryview]]:
+    """The parts, in order, cut and grouped into runs of about `size` bytes (no copies)."""
+    out: list[list[memoryview]] = []
     run: list[memoryview] = []
     held = 0
     for part in parts:
-        check.crc = zlib.crc32(part, check.crc)
-        check.length += len(part)
         view = memoryview(part)
         while view:
             take = view[: size - held]
@@ -71,10 +57,11 @@ def _slices(parts: Iterable[bytes], size: int, check: _Checksum) -> Iterator[lis
             held += len(take)
             view = view[len(take) :]
             if held >= size:
-                yield run
+                out.append(run)
                 run, held = [], 0
     if run:
-        yield run
+        out.append(run)
+    return out
 
 
 def _deflate(run: list[memoryview], level: int) -> bytes:
@@ -84,21 +71,17 @@ def _deflate(run: list[memoryview], level: int) -> bytes:
     return b"".join(pieces)
 
 
-def gzip_parts(parts: Iterable[bytes], level: int = 1, slice_bytes: int = SLICE_BYTES) -> bytes:
-    """One gzip member whose content is the concatenation of `parts`.
-
-    `parts` is read once, in order, by the calling thread (which also takes the
-    checksum) while the pool compresses the slices cut so far; at most IN_FLIGHT slices
-    wait, so a lazy `parts` (Exposition.render_parts) never has the whole text alive.
-    """
-    check = _Checksum()
-    pool = _executor()
-    pending: deque[Future[bytes]] = deque()
-    deflated: list[bytes] = []
-    for run in _slices(parts, slice_bytes, check):
-        pending.append(pool.submit(_deflate, run, level))
-        if len(pending) > IN_FLIGHT:
-            deflated.append(pending.popleft().result())
-    deflated.extend(future.result() for future in pending)
-    trailer = struct.pack("<II", check.crc, check.length & 0xFFFFFFFF)
+def gzip_parts(parts: Sequence[bytes], level: int = 1, slice_bytes: int = SLICE_BYTES) -> bytes:
+    """One gzip member whose content is the concatenation of `parts`."""
+    runs = _slices(parts, slice_bytes)
+    pending = [_executor().submit(_deflate, run, level) for run in runs[1:]]
+    # The calling thread takes the first slice and the checksum while the pool works.
+    first = _deflate(runs[0], level) if runs else b""
+    crc = 0
+    length = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+        length += len(part)
+    deflated = [first, *(future.result() for future in pending)]
+    trailer = struct.pack("<II", crc, length & 0xFFFFFFFF)
     return b"".join([_HEADER, *deflated, _FINAL_BLOCK, trailer])

@@ -258,44 +258,28 @@ class Exposition:
         """
         self._refresh(view, pause=lambda: time.sleep(PREPARE_PAUSE_SECONDS))
 
-    def render_parts(self, view: Published) -> Iterator[bytes]:
-        """The text exposition of `view` in pieces, in order, made as they are consumed.
+    def render_parts(self, view: Published) -> list[bytes]:
+        """The text exposition of `view` as one bytes object per family, in order.
 
-        Never joined into one body here: one join of ~100 MB (10,000 nodes) holds the
-        GIL for its whole length. Each piece is a family's lines of at most
-        PIECE_NODES nodes (a few hundred KB), made when the consumer asks for it:
-        the consumer (collector.compression, slice by slice) holds a few MiB of text
-        at a time, never the whole text. Whole families joined at once (tens of MB
-        each, all alive until the body was compressed) left that much memory with the
-        allocator after every scrape: ~12 KiB per node of RSS, not given back.
+        Joined per family, never into one body here: one join of ~100 MB (10,000 nodes)
+        holds the GIL for its whole length; ~40 joins of a few MB each do not.
         """
         texts = self._refresh(view)
         cluster: dict[Family, list[str]] = {f: [] for f in FAMILIES if not f.per_node}
         for family, values, value in cluster_samples(view, (t.expiries for t in texts)):
             cluster[family].append(_line(family, values, value))
-        return _pieces(texts, cluster)
+        out: list[bytes] = []
+        for fam in FAMILIES:
+            if fam.per_node:
+                slot = _NODE_SLOT[fam]
+                out.append(b"".join([fam.header, *(t.chunks[slot] for t in texts)]))
+            else:
+                out.append(fam.header + "".join(cluster[fam]).encode())
+        return out
 
     def render(self, view: Published) -> bytes:
         """The text exposition of `view`; CPU-bound, call it from a worker thread."""
         return b"".join(self.render_parts(view))
-
-
-# Nodes per piece of a per-node family (Exposition.render_parts): the largest family
-# (egress phase durations, ~5 KB per 8-GPU node with 7 targets) stays near 300 KB.
-PIECE_NODES = 64
-
-
-def _pieces(texts: list[_NodeText], cluster: dict[Family, list[str]]) -> Iterator[bytes]:
-    for fam in FAMILIES:
-        if not fam.per_node:
-            yield fam.header + "".join(cluster[fam]).encode()
-            continue
-        slot = _NODE_SLOT[fam]
-        yield fam.header
-        for start in range(0, len(texts), PIECE_NODES):
-            piece = b"".join([t.chunks[slot] for t in texts[start : start + PIECE_NODES]])
-            if piece:
-                yield piece
 
 
 _default = Exposition()

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from aiohttp import web
@@ -150,7 +150,7 @@ class WebApp:
         provide: ViewProvider,
         is_ready: Callable[[], bool],
         render: Callable[[Published], bytes] = render,
-        render_parts: Callable[[Published], Iterable[bytes]] | None = None,
+        render_parts: Callable[[Published], Sequence[bytes]] | None = None,
     ) -> None:
         self.provide = provide
         self.render = render
@@ -192,20 +192,10 @@ class WebApp:
         return body
 
     def _render_compressed(self, data: Published) -> tuple[bytes, int]:
-        size = 0
-
-        def counted() -> Iterator[bytes]:
-            # One pass over the parts: they are made as they are asked for
-            # (Exposition.render_parts), so the whole text is never alive at once.
-            nonlocal size
-            for part in self.render_parts(data):
-                size += len(part)
-                yield part
-
+        parts = self.render_parts(data)
         # Level 1: ~30x smaller for exposition text at a fraction of level 9's CPU, in
         # slices on several cores (zlib releases the GIL while it compresses).
-        body = gzip_parts(counted(), level=1)
-        return body, size  # counted by now: gzip_parts read every part
+        return gzip_parts(parts, level=1), sum(len(part) for part in parts)
 
     async def _render_page(self) -> str:
         # ~44 ms per 1000 nodes: off the event loop, so gRPC ingest never waits on it.

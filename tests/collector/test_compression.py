@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterator
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector import compression
 from collector.compression import gzip_parts
 
 
@@ -57,30 +54,3 @@ def test_many_slices_compress_about_as_well_as_one_stream() -> None:
     single = gzip.compress(text, compresslevel=1)
     assert gzip.decompress(sliced) == text
     assert len(sliced) < 1.05 * len(single)
-
-
-def test_lazy_parts_are_compressed_as_they_come(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Exposition.render_parts makes its pieces as they are asked for: gzip_parts must
-    # not read them all first (the whole text alive at once stayed with the allocator).
-    done = 0
-    deflate = compression._deflate
-
-    def counted(run: list[memoryview], level: int) -> bytes:
-        nonlocal done
-        out = deflate(run, level)
-        done += 1
-        return out
-
-    monkeypatch.setattr(compression, "_deflate", counted)
-    behind: list[int] = []
-
-    def parts() -> Iterator[bytes]:
-        for k in range(200):
-            # k slices were cut before this part (one part, one slice): how many of
-            # them still wait to be compressed.
-            behind.append(k - done)
-            yield b"%03d" % k + b"x" * 97
-
-    body = gzip_parts(parts(), slice_bytes=100)
-    assert gzip.decompress(body) == b"".join(b"%03d" % k + b"x" * 97 for k in range(200))
-    assert max(behind) <= compression.IN_FLIGHT + 1

@@ -9,15 +9,13 @@ same view formats no node again.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Iterator
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.config import CollectorConfig, LimitsConfig, ListenConfig
-from collector.exposition import PIECE_NODES, Exposition
+from collector.exposition import Exposition
 from collector.published import Published
 from collector.service import PREPARE_WHILE_SCRAPED_SECONDS, CollectorService
 from collector.state import ClusterState
@@ -99,23 +97,3 @@ async def test_the_service_pre_encodes_only_while_scraped() -> None:
     # A scrape long ago (beyond PREPARE_WHILE_SCRAPED_SECONDS) no longer counts.
     service.web.last_scrape = time.monotonic() - PREPARE_WHILE_SCRAPED_SECONDS - 1
     assert not await service.prepare_metrics()
-
-
-def test_the_text_comes_in_bounded_pieces_made_as_they_are_asked_for() -> None:
-    # /metrics is gzipped slice by slice (collector/compression.py): a piece is a family's lines
-    # of at most PIECE_NODES nodes, made only when asked for, so a scrape never holds the
-    # whole text (which the allocator kept after every scrape: ~12 KiB per node of RSS).
-    state = ClusterState(LimitsConfig(max_nodes=1000), HEARTBEAT, 3, 300.0)
-    nodes = 3 * PIECE_NODES + 5
-    for i in range(nodes):
-        state.accept(_report(f"node-{i:04d}", 2, 1, T0), T0)
-    view = Published(state=state.snapshot(T0), verdicts=(), ready=())
-    parts = Exposition().render_parts(view)
-    assert isinstance(parts, Iterator) and not isinstance(parts, list | tuple)
-    pieces = list(parts)
-    assert b"".join(pieces) == Exposition().render(view)
-    named = [set(re.findall(rb'node="(node-\d+)"', p)) for p in pieces]
-    assert max(len(n) for n in named) == PIECE_NODES
-    # Every node's series of one family in ceil(nodes / PIECE_NODES) pieces, in order.
-    up = [n for p, n in zip(pieces, named, strict=True) if p.startswith(b"preflight_agent_up{")]
-    assert [len(n) for n in up] == [PIECE_NODES] * 3 + [5]
