@@ -17,8 +17,8 @@ from collector.config import CollectorConfig, ListenConfig
 from collector.published import Published
 from collector.service import CollectorService
 from collector.web import WRITE_CHUNK_BYTES
-from tests.collector.test_ingest import report, send
 from tests.support.builders import report as full_report
+from tests.support.ingest_calls import report, send
 
 
 @pytest.fixture

@@ -9,31 +9,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from collector.service import CollectorService
 from preflight.v1 import report_pb2 as pb
-from preflight.v1 import report_pb2_grpc as pb_grpc
+from tests.support.ingest_calls import report, send, send_raw
 from tests.support.metrics import ascrape, sample
-
-
-def report(
-    name: str = "node-a", sequence: int = 1, instance: str = "i1", **kw: object
-) -> pb.NodeReport:
-    message = pb.NodeReport(node_name=name, instance_id=instance, sequence=sequence, **kw)  # type: ignore[arg-type]
-    message.sent_at.GetCurrentTime()
-    return message
-
-
-async def send(service: CollectorService, message: pb.NodeReport) -> pb.ReportAck:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-        return await pb_grpc.CollectorStub(channel).Report(message, timeout=5)
-
-
-async def send_raw(service: CollectorService, payload: bytes) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-        call = channel.unary_unary(
-            "/preflight.v1.Collector/Report",
-            request_serializer=lambda b: b,
-            response_deserializer=pb.ReportAck.FromString,
-        )
-        await call(payload, timeout=5)
 
 
 async def test_accepts_report_and_acks_with_clock_and_heartbeat(

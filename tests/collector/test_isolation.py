@@ -26,8 +26,8 @@ from collector.rules import REQUIREMENTS, RULES
 from collector.rules.model import Evidence, Verdict
 from collector.service import CollectorService
 from preflight.v1 import report_pb2 as pb
-from tests.collector.test_ingest import send
 from tests.support.builders import report as full_report
+from tests.support.ingest_calls import send
 from tests.support.metrics import ascrape, sample
 
 

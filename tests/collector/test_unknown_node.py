@@ -15,8 +15,8 @@ import pytest
 
 from collector.config import CollectorConfig, KubernetesConfig, ListenConfig
 from collector.service import CollectorService
-from tests.collector.test_ingest import send
 from tests.support.builders import report
+from tests.support.ingest_calls import send
 from tests.support.kube import FakeApi, api  # noqa: F401 — `api` is a fixture
 from tests.support.metrics import ascrape, sample
 

@@ -21,7 +21,7 @@ from collector.config import CollectorConfig, LimitsConfig, ListenConfig
 from collector.service import CollectorService
 from collector.validation import TIMESTAMP_MAX_SECONDS, TIMESTAMP_MIN_SECONDS
 from preflight.v1 import report_pb2 as pb
-from tests.collector.test_ingest import report, send, send_raw
+from tests.support.ingest_calls import report, send, send_raw
 from tests.support.metrics import ascrape, sample
 
 
