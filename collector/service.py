@@ -25,7 +25,7 @@ from collector.published import Published
 from collector.rules import PLATFORM_REQUIREMENTS, cluster_ready
 from collector.rules.hysteresis import HysteresisTracker
 from collector.rules.model import Evidence, Verdict
-from collector.state import ClusterState
+from collector.state import AgentReports, ClusterState
 from collector.tls import CertificateSource
 from collector.web import BODY_LINGER_SECONDS, HEADER_TIMEOUT_SECONDS, WebApp
 from preflight.configfile import ConfigError
@@ -122,6 +122,7 @@ class CollectorService:
         self.web = WebApp(
             self.current_view,
             self.is_ready,
+            provide_verdicts=self.verdicts_view,
             render=self.exposition.render,
             render_parts=self.exposition.render_parts,
         )
@@ -152,7 +153,14 @@ class CollectorService:
 
     def current_view(self) -> Published:
         """A fresh snapshot with the latest verdicts (at most one evaluation interval old)."""
-        snapshot = self.state.snapshot(time.time())
+        return self._view(self.state.snapshot(time.time()))
+
+    def verdicts_view(self) -> Published:
+        """current_view without the nodes (`state.nodes` is empty): what the verdicts API
+        reads, at no cost per node."""
+        return self._view(self.state.summary(time.time()))
+
+    def _view(self, snapshot: AgentReports) -> Published:
         phases = self.profile.phase_requirements()
         return Published(
             state=snapshot,
