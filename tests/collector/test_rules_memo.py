@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -110,33 +111,27 @@ def test_a_derived_none_is_cached_too() -> None:
     assert calls == ["a"]
 
 
+# Every per-report cache the rules keep: (module, attribute, what it derives).
+_CACHES: tuple[tuple[Any, str, Any], ...] = (
+    (shared_volume, "_MOUNTS", shared_volume._mounts_of),
+    (egress, "_RESULTS", egress._results_of),
+    (gpu_nodes, "_NODES", gpu_nodes._derive),
+    (clock_sync, "_SYNCHRONISED", clock_sync._synchronised),
+    (cluster_domain_tls, "_RESULTS", cluster_domain_tls._domain_result),
+    (sizes, "_SIZES", sizes._size_of),
+)
+
+
 @contextmanager
 def cold_caches() -> Iterator[None]:
-    saved = (
-        shared_volume._MOUNTS,
-        egress._RESULTS,
-        gpu_nodes._NODES,
-        clock_sync._SYNCHRONISED,
-        cluster_domain_tls._RESULTS,
-        sizes._SIZES,
-    )
-    shared_volume._MOUNTS = PerReport(shared_volume._mounts_of)
-    egress._RESULTS = PerReport(egress._results_of)
-    gpu_nodes._NODES = PerReport(gpu_nodes._derive)
-    clock_sync._SYNCHRONISED = PerReport(clock_sync._synchronised)
-    cluster_domain_tls._RESULTS = PerReport(cluster_domain_tls._domain_result)
-    sizes._SIZES = PerReport(sizes._size_of)
+    saved = [getattr(module, name) for module, name, _ in _CACHES]
+    for module, name, derive in _CACHES:
+        setattr(module, name, PerReport(derive))
     try:
         yield
     finally:
-        (
-            shared_volume._MOUNTS,
-            egress._RESULTS,
-            gpu_nodes._NODES,
-            clock_sync._SYNCHRONISED,
-            cluster_domain_tls._RESULTS,
-            sizes._SIZES,
-        ) = saved
+        for (module, name, _), cache in zip(_CACHES, saved, strict=True):
+            setattr(module, name, cache)
 
 
 _mount = st.builds(
