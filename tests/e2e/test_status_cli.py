@@ -90,14 +90,17 @@ class Collector:
             str(BIN / "preflight-collector"), "--config", str(self.config), stdout=log, stderr=log
         )
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.http_port)
-                writer.close()
-                return
-            except OSError:
-                assert time.monotonic() < deadline, (self.tmp / "collector.log").read_text()
-                await asyncio.sleep(0.1)
+        # Both ports: HTTP listens before gRPC does (collector.service.start), and a
+        # report sent in between was refused on a loaded machine.
+        for port in (self.http_port, self.grpc_port):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, (self.tmp / "collector.log").read_text()
+                    await asyncio.sleep(0.1)
 
     async def send(self, down: dict[str, str] | None = None) -> None:
         self.sequence += 1
