@@ -301,15 +301,7 @@ class ClusterState:
         """The counts of a snapshot without its nodes, for outputs that show no node (the
         verdicts API): a full snapshot of 10,000 nodes holds the lock a few milliseconds,
         and a dashboard polling verdicts took a tenth of the GIL with them."""
-        return AgentReports(
-            taken_at=now,
-            nodes=(),
-            stale_after_seconds=self.stale_after_seconds,
-            heartbeat_interval=self.heartbeat_interval,
-            reports_received=self._received,
-            rejected=tuple(self._rejected.items()),
-            version=self.version,
-        )
+        return self._reports(now, ())
 
     @_locked
     def snapshot(self, now: float) -> AgentReports:
@@ -338,6 +330,10 @@ class ClusterState:
             )
             for e in map(self._nodes.__getitem__, self._order)
         )
+        return self._reports(now, nodes)
+
+    def _reports(self, now: float, nodes: tuple[NodeEntry, ...]) -> AgentReports:
+        """`nodes` with the state's counts as of now (the caller holds the lock)."""
         return AgentReports(
             taken_at=now,
             nodes=nodes,
