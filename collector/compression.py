@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["SLICE_BYTES", "gzip_parts"]
 
-# Big enough that restarting the dictionary per slice costs nothing measurable in size
-# (~0.1 % at 1 MiB), small enough that 120 MB spreads over every worker.
+# Big enough that restarting the dictionary per slice costs little in size (+0.7 % on
+# 60 MB of exposition text, measured), small enough that 120 MB spreads over every worker.
 SLICE_BYTES = 1 << 20
 # One compressor per core, at most four: beyond that a scrape would take the cores
 # ingest needs.
