@@ -384,9 +384,10 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         thread = threading.Thread(target=prober)
         thread.start()
         spy = None
-        if args.py_spy:
-            # Samples the thread holding the GIL in phase 1, ingest only (collapsed stacks).
-            spy = subprocess.Popen(
+
+        def start_spy() -> subprocess.Popen[bytes]:
+            # Samples the thread holding the GIL over one phase (collapsed stacks).
+            return subprocess.Popen(
                 [
                     str(BIN / "py-spy"),
                     "record",
@@ -406,11 +407,16 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+
+        if args.py_spy and args.py_spy_phase == 1:
+            spy = start_spy()
         # Phase 1: ingest only.
         cpu0 = cpu_seconds(proc)
         time.sleep(args.seconds)
         cpu1 = cpu_seconds(proc)
         mid_wall = time.time()
+        if args.py_spy and args.py_spy_phase == 2:
+            spy = start_spy()
         # Phase 2: ingest while scraping.
         scrapes: list[tuple[float, float, int]] = []  # (started wall, seconds, bytes)
         while time.time() < begin_wall + duration - args.scrape_every / 2:
@@ -541,6 +547,9 @@ def main() -> None:
     parser.add_argument("--scrape-every", type=float, default=5.0)
     parser.add_argument(
         "--py-spy", metavar="PREFIX", help="record the collector with py-spy to PREFIX-N.txt"
+    )
+    parser.add_argument(
+        "--py-spy-phase", type=int, choices=(1, 2), default=1, help="the phase py-spy records"
     )
     parser.add_argument(
         "--collector-source", metavar="DIR", help="run the collector of another source tree"
