@@ -11,6 +11,8 @@ from pathlib import Path
 
 from collector.allocator import fix_mmap_threshold
 from collector.config import ConfigError, load_config
+from collector.encoder import EncoderProcess
+from collector.judging_process import JudgingProcess
 from collector.service import CollectorService
 from preflight.mirrors import resolve_mirrors
 from preflight.profile import load_profile
@@ -60,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         # Before the state fills: what each scrape frees goes back to the system.
         fix_mmap_threshold()
         try:
-            service = CollectorService(config)  # reads the TLS and token files
+            # Reads the TLS and token files. Judging and /metrics text run in child
+            # processes, off the GIL that Report handlers need.
+            service = CollectorService(
+                config, metrics_encoder=EncoderProcess(), judging_process=JudgingProcess()
+            )
         except ConfigError as error:
             raise ConfigError(f"{source}: {error}") from None
     except ConfigError as error:

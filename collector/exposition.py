@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Protocol, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -35,16 +36,21 @@ from prometheus_client.utils import floatToGoString
 from collector.concerns import CONCERNS, FAMILIES, Family, Sample
 from collector.concerns.egress import node_cert_expiries
 from collector.concerns.judging import unusable_samples
+from collector.isolation import FaultLog
 from collector.published import Published
 from collector.state import NodeEntry
 
 __all__ = [
     "FAMILIES",
+    "Encoded",
+    "Encoder",
+    "EncoderBatch",
     "Exposition",
     "Family",
     "Sample",
     "SnapshotCollector",
     "cluster_samples",
+    "encode_node",
     "guarded_node_samples",
     "node_samples",
     "render",
@@ -175,37 +181,79 @@ class _NodeText:
         )
 
 
-def _render_node(
-    view: Published, node: NodeEntry, allocatable_gpus: int | None, plan: str | None
-) -> _NodeText:
+# One node's formatted text: a chunk per per-node family (in _NODE_SLOT order), its
+# certificate expiries, and how many faults formatting it hit (its data could not be
+# rendered and it shows as unusable). What collector.encoder's child sends back.
+Encoded = tuple[tuple[bytes, ...], dict[str, float], int]
+# What an encoder formats: (entry, allocatable GPUs, expected plan, marked unusable) each.
+EncoderBatch = Sequence[tuple[NodeEntry, int | None, str | None, bool]]
+
+
+def encode_node(
+    node: NodeEntry,
+    allocatable_gpus: int | None,
+    plan: str | None,
+    marked: bool,
+    faults: FaultLog,
+) -> Encoded:
+    """Formats one node's per-node families; a fault is recorded in `faults` and counted.
+
+    Depends only on its arguments (no view): the encoder process runs it on entries
+    sent over a pipe, and the parent formats the same bytes with it when the child is
+    not there.
+    """
+
     def text(samples: list[Sample]) -> tuple[bytes, ...]:
         parts: list[list[str]] = [[] for _ in _NODE_FAMILIES]
         for family, values, value in samples:
             parts[_NODE_SLOT[family]].append(_line(family, values, value))
         return tuple("".join(p).encode() for p in parts)
 
-    samples, expiries = guarded_node_samples(view, node, allocatable_gpus)
+    faulted = 0
+
+    def unusable(_reason: str) -> tuple[list[Sample], dict[str, float]]:
+        nonlocal faulted
+        faulted += 1
+        return unusable_samples(node), {}
+
+    expiries: dict[str, float] = {}
+    if marked:
+        samples = unusable_samples(node)
+    else:
+        samples, expiries = faults.guard(
+            "metrics",
+            node.name,
+            lambda: (list(node_samples(node, allocatable_gpus, plan)), node_cert_expiries(node)),
+            unusable,
+        )
     # Formatting can raise too (it is where a bad value would show): same fallback.
-    chunks = view.faults.guard(
-        "metrics", node.name, lambda: text(samples), lambda _r: text(unusable_samples(node))
+    chunks = faults.guard(
+        "metrics",
+        node.name,
+        lambda: text(samples),
+        lambda reason: text(unusable(reason)[0]),
     )
-    return _NodeText(
-        raw=node.raw,
-        received_at=node.received_at,
-        up=node.up,
-        allocatable_gpus=allocatable_gpus,
-        expected_plan=plan,
-        chunks=chunks,
-        expiries=expiries,
-        marked=node.name in view.unusable_names,
-    )
+    return chunks, expiries, faulted
 
 
-# Background pre-encoding (Exposition.prepare) renders this many changed nodes, then
-# pauses: the gRPC event loop gets the GIL between slices instead of waiting behind a
-# render of thousands of nodes.
+# Background pre-encoding (Exposition.prepare) renders this many changed nodes in
+# process, then pauses: gRPC's handler threads get the GIL between slices instead of
+# waiting behind a render of thousands of nodes.
 PREPARE_SLICE_NODES = 32
 PREPARE_PAUSE_SECONDS = 0.002
+# Changed nodes sent to an encoder in one message: ~0.1 s of its formatting, ~1 MB of
+# report bytes, so that a scrape waiting on a batch never waits long.
+ENCODER_BATCH_NODES = 256
+
+
+class Encoder(Protocol):
+    """Formats many nodes at once (collector.encoder.EncoderProcess: in a child process).
+
+    Returns None when it cannot (the child is gone or stuck): the caller formats them
+    itself. Faults it found are counted in its own process; the caller adds them up.
+    """
+
+    def encode(self, nodes: EncoderBatch) -> list[Encoded] | None: ...
 
 
 class Exposition:
@@ -218,37 +266,72 @@ class Exposition:
     second while someone scrapes), so that a scrape is mostly a join of cached bytes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, encoder: Encoder | None = None) -> None:
         self._nodes: dict[str, _NodeText] = {}
         self._lock = threading.Lock()
+        # Formats changed nodes elsewhere (another process) when given; else in process.
+        self.encoder = encoder
         self.hits = 0
         self.misses = 0
 
     def _refresh(self, view: Published, pause: Callable[[], None] | None = None) -> list[_NodeText]:
         """Every node's text for `view`, rendering only what changed; `pause` is called
-        after every PREPARE_SLICE_NODES rendered nodes (background pre-encoding)."""
+        after every PREPARE_SLICE_NODES nodes rendered in process (background pre-encoding)."""
         allocatable = dict(view.allocatable_gpus)
         previous = self._nodes
-        current: dict[str, _NodeText] = {}
-        rendered = 0
         marked = view.unusable_names
         version_for = view.plans.version_for
+        current: dict[str, _NodeText | None] = {}
+        changed: list[tuple[NodeEntry, int | None, str | None, bool]] = []
         for node in view.state.nodes:
             name = node.name
             gpus = allocatable.get(name)
             plan = version_for(name)
             text = previous.get(name)
-            if text is None or not text.matches(node, gpus, plan, name in marked):
-                text = _render_node(view, node, gpus, plan)
-                rendered += 1
-                if pause is not None and rendered % PREPARE_SLICE_NODES == 0:
-                    pause()
+            is_marked = name in marked
+            if text is None or not text.matches(node, gpus, plan, is_marked):
+                changed.append((node, gpus, plan, is_marked))
+                text = None
             current[name] = text
+        for start in range(0, len(changed), ENCODER_BATCH_NODES):
+            batch = changed[start : start + ENCODER_BATCH_NODES]
+            encoded = self.encoder.encode(batch) if self.encoder is not None else None
+            if encoded is None:
+                encoded = self._encode_here(view, batch, pause)
+            else:
+                view.faults.add("metrics", sum(faulted for _, _, faulted in encoded))
+            for (entry, its_gpus, its_plan, its_mark), (chunks, expiries, _) in zip(
+                batch, encoded, strict=True
+            ):
+                current[entry.name] = _NodeText(
+                    raw=entry.raw,
+                    received_at=entry.received_at,
+                    up=entry.up,
+                    allocatable_gpus=its_gpus,
+                    expected_plan=its_plan,
+                    chunks=chunks,
+                    expiries=expiries,
+                    marked=its_mark,
+                )
+        texts = cast(dict[str, _NodeText], current)
         with self._lock:
-            self._nodes = current
-            self.hits += len(current) - rendered
-            self.misses += rendered
-        return list(current.values())
+            self._nodes = texts
+            self.hits += len(texts) - len(changed)
+            self.misses += len(changed)
+        return list(texts.values())
+
+    @staticmethod
+    def _encode_here(
+        view: Published,
+        batch: EncoderBatch,
+        pause: Callable[[], None] | None,
+    ) -> list[Encoded]:
+        out = []
+        for done, (node, gpus, plan, is_marked) in enumerate(batch, 1):
+            out.append(encode_node(node, gpus, plan, is_marked, view.faults))
+            if pause is not None and done % PREPARE_SLICE_NODES == 0:
+                pause()
+        return out
 
     def prepare(self, view: Published) -> None:
         """Renders the nodes whose entries changed since their text was cached, in slices.

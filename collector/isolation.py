@@ -58,6 +58,12 @@ class FaultLog:
         except Exception as error:
             return fallback(self.record(surface, node, error))
 
+    def add(self, surface: str, faults: int) -> None:
+        """Counts faults found, and logged, elsewhere (collector.encoder's child process)."""
+        if faults:
+            with self._lock:
+                self._counts[surface] = self._counts.get(surface, 0) + faults
+
     def counts(self) -> tuple[tuple[str, int], ...]:
         with self._lock:
             return tuple(self._counts.items())

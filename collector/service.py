@@ -13,10 +13,12 @@ from kubernetes.client import Configuration
 
 from collector.auth import build_authenticator
 from collector.config import CollectorConfig
+from collector.encoder import EncoderProcess
 from collector.exposition import Exposition
 from collector.ingest import GrpcServer, ReportServicer, start_grpc_server
 from collector.isolation import FaultLog
 from collector.judging import evaluate_isolated
+from collector.judging_process import JudgingProcess
 from collector.kube.platform import read_platform
 from collector.kube.platform_facts import PlatformFacts
 from collector.kube.watcher import KubeWatcher
@@ -69,7 +71,12 @@ async def _bounded(what: str, awaitable: Awaitable[object]) -> None:
 
 class CollectorService:
     def __init__(
-        self, config: CollectorConfig, *, kube_configuration: Configuration | None = None
+        self,
+        config: CollectorConfig,
+        *,
+        kube_configuration: Configuration | None = None,
+        metrics_encoder: EncoderProcess | None = None,
+        judging_process: JudgingProcess | None = None,
     ) -> None:
         self.config = config
         self._profile_stamp = self._profile_file_stamp()
@@ -118,7 +125,12 @@ class CollectorService:
         )
         self._known: tuple[float, frozenset[str] | None] = (-1.0, None)
         self._observer: asyncio.Task[None] | None = None
-        self.exposition = Exposition()
+        # The CLI formats /metrics text in a child process (collector/encoder.py); tests
+        # that construct a service format in process unless they pass one.
+        self.metrics_encoder = metrics_encoder
+        # Likewise the judging (collector/judging_process.py).
+        self.judging_process = judging_process
+        self.exposition = Exposition(metrics_encoder)
         self.web = WebApp(
             self.current_view,
             self.is_ready,
@@ -226,16 +238,29 @@ class CollectorService:
         self._profile_generation += 1
         self.plans.set_profile(profile)
 
-    def _judge(self, view: Evidence) -> tuple[tuple[Verdict, ...], tuple[tuple[str, str], ...]]:
+    def _judge(
+        self, view: Evidence, in_process: bool = False
+    ) -> tuple[tuple[Verdict, ...], tuple[tuple[str, str], ...]]:
         # Pure rules over immutable data, plus hysteresis that only this path touches.
         started = time.thread_time()
-        judgement = evaluate_isolated(view, self.faults)
+        elsewhere = 0.0
+        child = None if in_process else self.judging_process
+        judged = child.evaluate(view) if child is not None else None
+        if judged is not None:
+            judgement, elsewhere = judged.judgement, judged.cpu_seconds
+            self.faults.add("rules", judged.faults)
+        else:
+            judgement = evaluate_isolated(view, self.faults)
         verdicts = tuple(self.hysteresis.observe(list(judgement.verdicts), view.now))
-        self.judging_cpu_seconds = time.thread_time() - started
+        # The child's CPU counts too: on a starved machine it is taken from ingest as well.
+        self.judging_cpu_seconds = time.thread_time() - started + elsewhere
         return verdicts, judgement.unusable
 
-    async def observe(self, *, amortised: bool = False) -> None:
+    async def observe(self, *, amortised: bool = False, in_process: bool = False) -> None:
         """One observation: re-judge when something observable changed since the last.
+
+        `in_process`: judge here even with a judging process (the first judging, of an
+        empty state, must not wait for the child to import its modules).
 
         `amortised` (the observer loop): a judging that cost `c` CPU-seconds is not
         followed by another within c / JUDGING_CPU_SHARE seconds, so that judging a large
@@ -266,7 +291,7 @@ class CollectorService:
                 mirror_of=tuple((m.target, m.address) for m in self.plans.mirrors),
             )
             # ~80 ms at 10,000 nodes: off the event loop, so gRPC ingest never waits on it.
-            self._verdicts, self._unusable = await asyncio.to_thread(self._judge, view)
+            self._verdicts, self._unusable = await asyncio.to_thread(self._judge, view, in_process)
             self._observed = key
             self._judge_not_before = now + self.judging_cpu_seconds / JUDGING_CPU_SHARE
         # Unchanged inputs still count as judged: the verdicts are current as of `now`.
@@ -329,9 +354,12 @@ class CollectorService:
         self._grpc, self.grpc_port = start_grpc_server(
             self.servicer, self.config.listen.grpc, credentials
         )
+        for child in (self.metrics_encoder, self.judging_process):
+            if child is not None:
+                child.start()
         await self.kube.start()
         try:
-            await self.observe()
+            await self.observe(in_process=True)
         except Exception:
             self.judging_errors += 1
             log.exception("first judging failed; the observer keeps trying")
@@ -372,4 +400,8 @@ class CollectorService:
         if self._http is not None:
             await _bounded("HTTP server", self._http.cleanup())
             self._http = None
+        if self.metrics_encoder is not None:
+            await _bounded("metrics encoder", asyncio.to_thread(self.metrics_encoder.close))
+        if self.judging_process is not None:
+            await _bounded("judging process", asyncio.to_thread(self.judging_process.close))
         self.authenticator.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from collector.concerns.cluster import verdict_json
 from collector.service import CollectorService
 from collector.state import ClusterState
+from preflight.v1 import report_pb2 as pb
 from tests.support.ingest_calls import report, send
 
 
@@ -58,3 +61,41 @@ async def test_a_summary_counts_like_a_snapshot(collector: CollectorService) -> 
         snapshot.reports_received,
         snapshot.rejected,
     )
+
+
+async def test_the_verdict_list_is_encoded_once_per_judging(collector: CollectorService) -> None:
+    await send(collector, report(name="node-0"))
+    await collector.observe()
+    url = f"http://127.0.0.1:{collector.http_port}/api/v1/verdicts"
+
+    async def poll() -> str:
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            assert response.status == 200
+            return await response.text()
+
+    first, again = await poll(), await poll()
+    assert collector.web.verdict_encodes == 1
+    # Spliced, it is still what json.dumps writes of the whole answer.
+    data = collector.verdicts_view()
+    whole = {
+        "generated_at": json.loads(again)["generated_at"],
+        "profile": data.profile_name,
+        "kubernetes": {
+            "available": data.kube.available,
+            "server_version": data.kube.server_version,
+            "error": data.kube.error,
+        },
+        "ready": dict(data.ready),
+        "verdicts": [verdict_json(v) for v in data.verdicts],
+        "mirrors": [],
+    }
+    assert again == json.dumps(whole)
+    assert json.loads(first)["verdicts"] == json.loads(again)["verdicts"]
+    # A judging that changes a verdict is served at the next poll.
+    down = pb.EgressResult(target="quay.io", outcome=pb.OUTCOME_DOWN)
+    await send(collector, report(name="node-1", egress=[down]))
+    await collector.observe()
+    after = json.loads(await poll())
+    assert collector.web.verdict_encodes == 2
+    assert after["verdicts"] == [verdict_json(v) for v in collector.verdicts_view().verdicts]
+    assert after["verdicts"] != json.loads(again)["verdicts"]

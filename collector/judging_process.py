@@ -1,0 +1,178 @@
+"""Judges every requirement in a child process (collector.child), fed what changed.
+
+A judging of 10,000 nodes holds ~0.2 s of Python every second: at that size the
+largest share of the collector's GIL, which gRPC's Report handlers wait behind. The
+child keeps its own copy of every node's entry (a few KB each: the report bytes and
+the facts ingest extracted) and of the profile and Kubernetes view; each judging sends
+only the entries that changed since the last one (a new report, or a node gone stale)
+and the names of the nodes that left, and the child runs the very same rules
+(collector.judging.evaluate_isolated) over its copy, with their per-report caches
+warm in its memory. Hysteresis, faults and the verdicts' publication stay in the
+parent.
+
+Each message names the one before it: a child that did not apply that one (a new
+child, after a failure) answers "resync" and gets everything again. Without an answer
+the parent judges in process, so verdicts never stop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any
+
+from collector.child import ChildProcess, serve
+from collector.isolation import FaultLog
+from collector.judging import Judgement, evaluate_isolated
+from collector.kube.facts import KubeFacts
+from collector.rules.model import Evidence
+from collector.state import AgentReports, NodeEntry
+from preflight.profile import Profile
+
+__all__ = ["Judged", "JudgingProcess"]
+
+# A judging (1 s cold at 10,000 nodes here, ~0.2 s warm) not answered within this means
+# a stuck child; the parent judges in process, within the verdicts' staleness bound.
+ANSWER_SECONDS = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Judged:
+    """A judgement from the child, with what it cost there."""
+
+    judgement: Judgement
+    faults: int  # faults the rules hit (counted in the parent's FaultLog)
+    cpu_seconds: float  # the child's CPU time for this judging
+
+
+# The AgentReports fields other than the nodes, sent with every judging.
+_COUNTS = tuple(f.name for f in dataclasses.fields(AgentReports) if f.name != "nodes")
+
+
+class JudgingProcess:
+    """evaluate_isolated in a child process that holds a copy of the nodes."""
+
+    def __init__(self) -> None:
+        self.child = ChildProcess("collector.judging_process", "judging")
+        self._lock = threading.Lock()
+        # What the child holds, as of its last answer: per node (report bytes, up).
+        self._sent: dict[str, tuple[bytes, bool]] = {}
+        self._profile: Profile | None = None
+        self._kube: KubeFacts | None = None
+        self._epoch = 0  # 0: the child holds nothing of ours
+        self.resyncs = 0
+        self.sent_entries = 0  # entries sent, all judgings (tests read it)
+
+    def start(self) -> None:
+        self.child.start()
+
+    def evaluate(self, view: Evidence) -> Judged | None:
+        """The child's judgement of `view`; None when it gave none (judge in process)."""
+        with self._lock:
+            for _ in range(2):
+                message, sent = self._message(view)
+                answer = self.child.call(message, ANSWER_SECONDS, _is_answer)
+                if answer is None:
+                    self._forget()
+                    return None
+                if answer == "resync":
+                    self.resyncs += 1
+                    self._forget()
+                    continue
+                self._sent, self._profile, self._kube = sent, view.profile, view.kube
+                self._epoch = message["epoch"]
+                self.sent_entries += len(message["changed"])
+                assert isinstance(answer, Judged)
+                return answer
+            return None
+
+    def _forget(self) -> None:
+        self._sent, self._profile, self._kube, self._epoch = {}, None, None, 0
+
+    def _message(self, view: Evidence) -> tuple[dict[str, Any], dict[str, tuple[bytes, bool]]]:
+        previous = self._sent
+        sent: dict[str, tuple[bytes, bool]] = {}
+        changed: list[NodeEntry] = []
+        for node in view.state.nodes:
+            held = previous.get(node.name)
+            # The bytes by identity: a new report is a new bytes object (collector.state).
+            if held is None or held[0] is not node.raw or held[1] != node.up:
+                changed.append(node)
+            sent[node.name] = (node.raw, node.up)
+        message = {
+            "after": self._epoch,
+            "epoch": self._epoch + 1,
+            "changed": changed,
+            "removed": [name for name in previous if name not in sent],
+            # Sent again only when replaced (both are immutable, replaced whole).
+            "profile": view.profile if view.profile is not self._profile else None,
+            "kube": view.kube if view.kube is not self._kube else None,
+            "counts": {name: getattr(view.state, name) for name in _COUNTS},
+            "now": view.now,
+            "cluster_domain": view.cluster_domain,
+            "mirror_of": view.mirror_of,
+        }
+        return message, sent
+
+    def close(self) -> None:
+        self.child.close()
+
+
+def _is_answer(answer: object) -> bool:
+    return answer == "resync" or isinstance(answer, Judged)
+
+
+class _Copy:
+    """The child's side: the parent's nodes, profile and Kubernetes view, as last sent."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, NodeEntry] = {}
+        self.order: list[str] = []
+        self.profile: Profile | None = None
+        self.kube: KubeFacts | None = None
+        self.epoch = 0
+        self.faults = FaultLog()  # logs here what the rules hit; the parent counts
+
+    def handle(self, message: object) -> object:
+        m: dict[str, Any] = message  # type: ignore[assignment]
+        if m["after"] == 0:  # everything, from the start
+            self.nodes, self.order, self.profile, self.kube = {}, [], None, None
+        elif m["after"] != self.epoch:
+            return "resync"
+        joined = False
+        for entry in m["changed"]:
+            joined |= entry.name not in self.nodes
+            self.nodes[entry.name] = entry
+        for name in m["removed"]:
+            del self.nodes[name]
+        if joined or m["removed"]:
+            self.order = sorted(self.nodes)  # the parent's snapshot order
+        if m["profile"] is not None:
+            self.profile = m["profile"]
+        if m["kube"] is not None:
+            self.kube = m["kube"]
+        self.epoch = m["epoch"]
+        if self.profile is None or self.kube is None:
+            return "resync"
+        view = Evidence(
+            state=AgentReports(nodes=tuple(map(self.nodes.__getitem__, self.order)), **m["counts"]),
+            profile=self.profile,
+            now=m["now"],
+            kube=self.kube,
+            cluster_domain=m["cluster_domain"],
+            mirror_of=m["mirror_of"],
+        )
+        started = time.thread_time()
+        before = sum(count for _, count in self.faults.counts())
+        judgement = evaluate_isolated(view, self.faults)
+        faults = sum(count for _, count in self.faults.counts()) - before
+        return Judged(judgement, faults, time.thread_time() - started)
+
+
+if __name__ == "__main__":
+    # From the module as imported, not this __main__: a Judged pickled from here must
+    # unpickle in the parent as collector.judging_process.Judged.
+    from collector import judging_process
+
+    serve("judging", judging_process._Copy().handle)
