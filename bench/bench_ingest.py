@@ -260,6 +260,18 @@ def cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
+def rss_by_process(process: psutil.Process) -> dict[str, float]:
+    """MiB of RSS of the collector and of each child, by what it runs."""
+    out: dict[str, float] = {}
+    for p in (process, *process.children(recursive=True)):
+        try:
+            name = next((a for a in p.cmdline() if a.startswith("collector.")), "collector")
+            out[name] = out.get(name, 0.0) + p.memory_info().rss / 2**20
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
 def rss_bytes(process: psutil.Process) -> int:
     """Resident memory of the collector and of its children, as a pod's limit counts it."""
     total = 0
@@ -360,6 +372,7 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         # The encoder child imports for about a second after the collector listens.
         time.sleep(3.0)
         rss_idle = rss_bytes(proc)
+        rss_idle_parts = rss_by_process(proc)
         duration = 2 * args.seconds
         share = -(-n // args.workers)
         generators = []
@@ -453,6 +466,7 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         if spy is not None:
             spy.wait(60)
         rss_end = rss_bytes(proc)
+        rss_end_parts = rss_by_process(proc)
         load_after = os.getloadavg()
     finally:
         collector.terminate()
@@ -484,8 +498,10 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "metrics_bytes": scrapes[-1][2] if scrapes else 0,
         "scrapes": len(scrapes),
         "rss_idle_mib": rss_idle / 2**20,
+        "rss_idle_by_process_mib": rss_idle_parts,
         "rss_end_mib": rss_end / 2**20,
         "rss_per_node_kib": (rss_end - rss_idle) / n / 1024,
+        "rss_end_by_process_mib": rss_end_parts,
         "rss_per_node_kib_after_fill": (rss_loaded - rss_idle) / n / 1024,
         "verdict_latency_p50_s": percentile(verdicts, 0.5),
         "verdict_latency_max_s": max(verdicts) if verdicts else float("nan"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -25,6 +26,8 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+
+from collector.allocator import fix_mmap_threshold
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ RESTART_AFTER_SECONDS = 10.0
 # The first call also waits for the child's imports (about a second here).
 FIRST_ANSWER_SECONDS = 60.0
 STOP_SECONDS = 2.0
+# How much lower a child's CPU priority is than the collector's (nice, added).
+CHILD_NICENESS = 10
 
 
 class ChildProcess:
@@ -138,6 +143,12 @@ def serve(what: str, handle: Callable[[object], object]) -> None:
     parser = argparse.ArgumentParser(description=f"the collector's {what} process")
     parser.add_argument("--fd", type=int, required=True, help="the socket to the collector")
     connection = Connection(parser.parse_args().fd)
+    # Messages of ~1 MB (a batch) to ~40 MB (every node, after a restart) come and go:
+    # as in the parent, blocks that large must go back to the system when freed.
+    fix_mmap_threshold()
+    # Behind ingest for the CPU: a Report handler in the parent gets a core before this
+    # background work does (it only makes verdicts or /metrics text a little later).
+    os.setpriority(os.PRIO_PROCESS, 0, CHILD_NICENESS)
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s ({what}): %(message)s"
     )

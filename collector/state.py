@@ -122,6 +122,21 @@ class NodeEntry:
     instance_id: str = ""
     sequence: int = 0
 
+    def __reduce__(self) -> tuple[type[NodeEntry], tuple[object, ...]]:
+        # Pickled by position (entries go to the collector's helper processes in batches):
+        # the slots dataclass default reads dataclasses.fields() per entry, 4x slower.
+        return NodeEntry, (
+            self.name,
+            self.raw,
+            self.received_at,
+            self.clock_skew_seconds,
+            self.first_seen,
+            self.last_success,
+            self.up,
+            self.instance_id,
+            self.sequence,
+        )
+
     @property
     def report(self) -> pb.NodeReport:
         """The report, decoded from `raw` (a few microseconds): read it, never change it.

@@ -10,6 +10,7 @@ report once, when it arrives, and not again on the next pass.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 from google.protobuf.message import Message
 
@@ -119,3 +120,22 @@ def test_pre_encoding_decodes_only_the_nodes_that_changed() -> None:
     assert prepare(NOW + 1) == 0
     _accept(state, node_report("cpu-node-3", sequence=2), NOW + 2)
     assert prepare(NOW + 2) == 1
+
+
+def test_an_entry_pickles_whole_by_position() -> None:
+    # Entries go to the helper processes pickled (collector/child.py); __reduce__ lists
+    # the fields by position, so a field added to NodeEntry must be added there too.
+    entry = NodeEntry(
+        name="n",
+        raw=b"\x0a\x01n",
+        received_at=1.5,
+        clock_skew_seconds=-2.0,
+        first_seen=0.5,
+        last_success=(("quay.io", 1.0),),
+        up=False,
+        instance_id="i-1",
+        sequence=7,
+    )
+    assert pickle.loads(pickle.dumps(entry)) == entry
+    _, args = entry.__reduce__()
+    assert args == tuple(getattr(entry, f.name) for f in dataclasses.fields(NodeEntry))
