@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["SLICE_BYTES", "gzip_parts"]
+__all__ = ["SLICE_BYTES", "gzip_parts", "inflate_all"]
 
 # Big enough that restarting the dictionary per slice costs little in size (+0.7 % on
 # 60 MB of exposition text, measured), small enough that 120 MB spreads over every worker.
@@ -85,3 +85,23 @@ def gzip_parts(parts: Sequence[bytes], level: int = 1, slice_bytes: int = SLICE_
     deflated = [first, *(future.result() for future in pending)]
     trailer = struct.pack("<II", crc, length & 0xFFFFFFFF)
     return b"".join([_HEADER, *deflated, _FINAL_BLOCK, trailer])
+
+
+def _inflate(blobs: Sequence[bytes], separator: bytes) -> list[list[bytes]]:
+    return [zlib.decompress(blob).split(separator) for blob in blobs]
+
+
+def inflate_all(blobs: Sequence[bytes], separator: bytes) -> list[list[bytes]]:
+    """Each blob inflated (zlib) and split at `separator`, in order, on the pool's
+    threads and the caller's.
+
+    The /metrics cache keeps each node's text compressed (collector.exposition): a
+    scrape of 10,000 nodes inflates ~110 MB, ~0.15 s of one core here.
+    """
+    share = -(-len(blobs) // (WORKERS + 1)) or 1
+    groups = [blobs[i : i + share] for i in range(0, len(blobs), share)]
+    pending = [_executor().submit(_inflate, group, separator) for group in groups[1:]]
+    out = _inflate(groups[0], separator) if groups else []
+    for future in pending:
+        out.extend(future.result())
+    return out

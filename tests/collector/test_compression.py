@@ -8,7 +8,7 @@ import zlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.compression import gzip_parts
+from collector.compression import gzip_parts, inflate_all
 
 
 @settings(max_examples=200, deadline=None)
@@ -54,3 +54,16 @@ def test_many_slices_compress_about_as_well_as_one_stream() -> None:
     single = gzip.compress(text, compresslevel=1)
     assert gzip.decompress(sliced) == text
     assert len(sliced) < 1.05 * len(single)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    texts=st.lists(
+        st.lists(st.binary(max_size=300).filter(lambda b: b"\xff" not in b)), max_size=40
+    )
+)
+def test_inflate_all_gives_every_blob_back_split_and_in_order(texts: list[list[bytes]]) -> None:
+    # The /metrics cache's shape: each node's family texts joined by a byte they lack.
+    blobs = [zlib.compress(b"\xff".join(parts), 1) for parts in texts]
+    expected = [b"\xff".join(parts).split(b"\xff") for parts in texts]
+    assert inflate_all(blobs, b"\xff") == expected

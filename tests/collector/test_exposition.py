@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.concerns.egress import issuer_cn
 from collector.config import LimitsConfig
-from collector.exposition import FAMILIES, Exposition, render, render_with_client
+from collector.exposition import FAMILIES, FAMILY_END, Exposition, render, render_with_client
 from collector.kube.facts import KubeFacts, KubeNode
 from collector.kube.platform_facts import (
     OK,
@@ -431,3 +432,18 @@ def test_any_state_renders_like_prometheus_client_and_parses(
     assert exposition.render(view) == text  # from the cache
     parsed = {f.name: len(f.samples) for f in text_string_to_metric_families(text.decode())}
     assert parsed["preflight_agent_up"] == len(node_reports)
+
+
+def test_the_cache_holds_each_node_compressed() -> None:
+    # Held per node between scrapes: the text compressed (an 8-GPU node's ~11 KB of lines
+    # in ~1 KB); a scrape inflates it and writes exactly the same exposition.
+    view = golden_view()
+    exposition = Exposition()
+    text = exposition.render(view)
+    cached = list(exposition._nodes.values())
+    assert cached
+    for node in cached:
+        lines = zlib.decompress(node.text).split(FAMILY_END)
+        assert len(node.text) < sum(map(len, lines))
+        assert all(line in text for line in lines)
+    assert exposition.render(view) == text
