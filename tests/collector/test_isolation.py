@@ -193,9 +193,9 @@ async def test_a_hung_judge_makes_readyz_fail(
     release = threading.Event()
     original = cluster._judge
 
-    def hung(view: Evidence) -> Any:
+    def hung(view: Evidence, in_process: bool = False) -> Any:
         release.wait(30)
-        return original(view)
+        return original(view, in_process)
 
     monkeypatch.setattr(cluster, "_judge", hung)
     await send(cluster, pb.NodeReport(node_name="good-2", sequence=2))
