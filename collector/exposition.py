@@ -7,11 +7,12 @@ byte for byte (a test checks it):
 - `SnapshotCollector`, a prometheus_client custom collector over the view, for anyone
   who wants the series in a registry;
 - `Exposition.render`, what /metrics serves: it writes the text itself and keeps each
-  node's lines (as bytes, one chunk per metric family) until that node's entry changes.
+  node's lines (compressed, its families one after another) until that node's entry
+  changes; formatting may run in a child process (collector.encoder).
   NodeEntry reports are immutable and replaced on every accepted report, so the cache
   key is the entry's report bytes object (plus receipt time, staleness and the node's
   allocatable GPUs, which live outside the report); only a changed node's report is
-  decoded. A scrape then costs a join over cached chunks plus the few cluster-wide
+  decoded. A scrape then costs inflating and joining cached text plus the few cluster-wide
   families, instead of formatting every series again while holding the GIL (which the
   gRPC event loop needs too).
 
@@ -91,15 +92,36 @@ def guarded_node_samples(
     view: Published, node: NodeEntry, allocatable_gpus: int | None
 ) -> tuple[list[Sample], dict[str, float]]:
     """(samples, certificate expiries) of one node, or its unusable samples when that raises."""
-    if node.name in view.unusable_names:
+    samples, expiries, _ = _samples_or_unusable(
+        node,
+        allocatable_gpus,
+        view.plans.version_for(node.name),
+        node.name in view.unusable_names,
+        view.faults,
+    )
+    return samples, expiries
+
+
+def _samples_or_unusable(
+    node: NodeEntry, allocatable_gpus: int | None, plan: str | None, marked: bool, faults: FaultLog
+) -> tuple[list[Sample], dict[str, float], int]:
+    """guarded_node_samples without a view, and 1 when the node's data raised (counted)."""
+    if marked:
+        return unusable_samples(node), {}, 0
+    faulted = 0
+
+    def unusable(_reason: str) -> tuple[list[Sample], dict[str, float]]:
+        nonlocal faulted
+        faulted = 1
         return unusable_samples(node), {}
-    plan = view.plans.version_for(node.name)
-    return view.faults.guard(
+
+    samples, expiries = faults.guard(
         "metrics",
         node.name,
         lambda: (list(node_samples(node, allocatable_gpus, plan)), node_cert_expiries(node)),
-        lambda _reason: (unusable_samples(node), {}),
+        unusable,
     )
+    return samples, expiries, faulted
 
 
 # ---------------------------------------------------------------- text writer
@@ -219,30 +241,15 @@ def encode_node(
             parts[_NODE_SLOT[family]].append(_line(family, values, value))
         return zlib.compress(FAMILY_END.join("".join(p).encode() for p in parts), TEXT_LEVEL)
 
-    faulted = 0
+    samples, expiries, faulted = _samples_or_unusable(node, allocatable_gpus, plan, marked, faults)
 
-    def unusable(_reason: str) -> tuple[list[Sample], dict[str, float]]:
+    def unusable_text(_reason: str) -> bytes:
         nonlocal faulted
         faulted += 1
-        return unusable_samples(node), {}
+        return text(unusable_samples(node))
 
-    expiries: dict[str, float] = {}
-    if marked:
-        samples = unusable_samples(node)
-    else:
-        samples, expiries = faults.guard(
-            "metrics",
-            node.name,
-            lambda: (list(node_samples(node, allocatable_gpus, plan)), node_cert_expiries(node)),
-            unusable,
-        )
     # Formatting can raise too (it is where a bad value would show): same fallback.
-    packed = faults.guard(
-        "metrics",
-        node.name,
-        lambda: text(samples),
-        lambda reason: text(unusable(reason)[0]),
-    )
+    packed = faults.guard("metrics", node.name, lambda: text(samples), unusable_text)
     return packed, expiries, faulted
 
 
