@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from itertools import compress
+from operator import attrgetter, is_not, ne, or_
 from typing import Any
 
 from collector.child import ChildProcess, serve
@@ -44,10 +46,16 @@ class Judged:
     judgement: Judgement
     faults: int  # faults the rules hit (counted in the parent's FaultLog)
     cpu_seconds: float  # the child's CPU time for this judging
+    # The child's process CPU time when it answered: the difference between two answers
+    # is all it spent on a judging, unpickling included (bench/bench_judging.py).
+    process_cpu_seconds: float = 0.0
 
 
 # The AgentReports fields other than the nodes, sent with every judging.
 _COUNTS = tuple(f.name for f in dataclasses.fields(AgentReports) if f.name != "nodes")
+# Per node, in the snapshot's order: name, report bytes, up.
+_Columns = tuple[list[str], list[bytes], list[bool]]
+_name, _raw, _up = attrgetter("name"), attrgetter("raw"), attrgetter("up")
 
 
 class JudgingProcess:
@@ -56,8 +64,9 @@ class JudgingProcess:
     def __init__(self) -> None:
         self.child = ChildProcess("collector.judging_process", "judging")
         self._lock = threading.Lock()
-        # What the child holds, as of its last answer: per node (report bytes, up).
-        self._sent: dict[str, tuple[bytes, bool]] = {}
+        # What the child holds, as of its last answer: the nodes' names, report bytes
+        # and up flags, in the snapshot's order.
+        self._sent: _Columns = ([], [], [])
         self._profile: Profile | None = None
         self._kube: KubeFacts | None = None
         self._epoch = 0  # 0: the child holds nothing of ours
@@ -88,23 +97,34 @@ class JudgingProcess:
             return None
 
     def _forget(self) -> None:
-        self._sent, self._profile, self._kube, self._epoch = {}, None, None, 0
+        self._sent, self._profile, self._kube, self._epoch = ([], [], []), None, None, 0
 
-    def _message(self, view: Evidence) -> tuple[dict[str, Any], dict[str, tuple[bytes, bool]]]:
-        previous = self._sent
-        sent: dict[str, tuple[bytes, bool]] = {}
-        changed: list[NodeEntry] = []
-        for node in view.state.nodes:
-            held = previous.get(node.name)
-            # The bytes by identity: a new report is a new bytes object (collector.state).
-            if held is None or held[0] is not node.raw or held[1] != node.up:
-                changed.append(node)
-            sent[node.name] = (node.raw, node.up)
+    def _message(self, view: Evidence) -> tuple[dict[str, Any], _Columns]:
+        nodes = view.state.nodes
+        sent = (list(map(_name, nodes)), list(map(_raw, nodes)), list(map(_up, nodes)))
+        names, raws, ups = sent
+        old_names, old_raws, old_ups = self._sent
+        # The bytes by identity: a new report is a new bytes object (collector.state).
+        removed: list[str] = []
+        if names == old_names:
+            # The same nodes as last time (the usual judging): the changed positions are
+            # found by C loops, not a Python loop over every node.
+            differs = map(or_, map(is_not, raws, old_raws), map(ne, ups, old_ups))
+            changed = [nodes[i] for i in compress(range(len(nodes)), differs)]
+        else:
+            held = dict(zip(old_names, zip(old_raws, old_ups, strict=True), strict=True))
+            changed = []
+            for node in nodes:
+                last = held.get(node.name)
+                if last is None or last[0] is not node.raw or last[1] != node.up:
+                    changed.append(node)
+            present = set(names)
+            removed = [name for name in old_names if name not in present]
         message = {
             "after": self._epoch,
             "epoch": self._epoch + 1,
             "changed": changed,
-            "removed": [name for name in previous if name not in sent],
+            "removed": removed,
             # Sent again only when replaced (both are immutable, replaced whole).
             "profile": view.profile if view.profile is not self._profile else None,
             "kube": view.kube if view.kube is not self._kube else None,
@@ -167,7 +187,7 @@ class _Copy:
         before = sum(count for _, count in self.faults.counts())
         judgement = evaluate_isolated(view, self.faults)
         faults = sum(count for _, count in self.faults.counts()) - before
-        return Judged(judgement, faults, time.thread_time() - started)
+        return Judged(judgement, faults, time.thread_time() - started, time.process_time())
 
 
 if __name__ == "__main__":
