@@ -11,12 +11,20 @@ preinstall-diagnostics fails pods whose clocks differ by more than a minute. Two
 Off by more than the profile's `clock_sync.max_skew` fails; unsynchronised but within the
 bound warns (the clock will drift); a node whose agent does not report its NTP state is
 `unknown` unless something else already decides.
+
+The skews change with every report (by the network's delay), the verdict only with the
+nodes off the bound and the worst skew as shown (0.1 s): those, the nodes and their NTP
+states are its inputs, and while they are the same the last verdict is given again.
 """
 
 from __future__ import annotations
 
-from collector.rules.memo import PerReport
-from collector.rules.model import Evidence, Verdict, count, names
+from itertools import chain
+from operator import attrgetter
+
+from collector.rules.memo import LastVerdict, PerReport
+from collector.rules.model import Evidence, Verdict, count
+from collector.rules.model import names as names_of
 from preflight.v1 import report_pb2 as pb
 
 REQUIREMENT = "clock_sync"
@@ -32,6 +40,8 @@ def _synchronised(report: pb.NodeReport) -> bool | None:
 
 
 _SYNCHRONISED = PerReport(_synchronised)
+_LAST = LastVerdict()
+_skew = attrgetter("clock_skew_seconds")
 
 
 def evaluate(view: Evidence) -> Verdict:
@@ -40,25 +50,38 @@ def evaluate(view: Evidence) -> Verdict:
     nodes = view.live_nodes
     if not nodes:
         return Verdict(REQUIREMENT, "unknown", "no agent has reported recently")
-    off: list[str] = []
+    names, synchronised = _SYNCHRONISED.named(nodes)
+    skews = list(map(_skew, nodes))
+    # max() as a running max(worst, abs(skew)) from 0.0 would keep it (NaN included).
+    worst = max(chain((0.0,), map(abs, skews)))
+    off = (
+        [f"{n} ({s:+.1f} s)" for n, s in zip(names, skews, strict=True) if abs(s) > bound]
+        if worst > bound
+        else []
+    )
+    shown = f"{worst:.1f}"
+    return _LAST(
+        (bound, names, synchronised, off, shown),
+        lambda: _judge(bound, names, synchronised, off, shown),
+    )
+
+
+def _judge(
+    bound: float, names: list[str], synchronised: list[bool | None], off: list[str], worst: str
+) -> Verdict:
     unsynced: list[str] = []
     unreported: list[str] = []
-    worst = 0.0
-    for node, synchronised in zip(nodes, _SYNCHRONISED(nodes), strict=True):
-        skew = node.clock_skew_seconds
-        worst = max(worst, abs(skew))
-        if abs(skew) > bound:
-            off.append(f"{node.name} ({skew:+.1f} s)")
-        if synchronised is None:
-            unreported.append(node.name)
-        elif not synchronised:
-            unsynced.append(node.name)
+    for name, state in zip(names, synchronised, strict=True):
+        if state is None:
+            unreported.append(name)
+        elif not state:
+            unsynced.append(name)
     if off:
         return Verdict(
             REQUIREMENT,
             "fail",
             f"{count(len(off), 'node')} off the collector's clock by more than {bound:g} s: "
-            f"{names(off)}",
+            f"{names_of(off)}",
             nodes=tuple(o.split(" ", 1)[0] for o in off),
         )
     if unsynced:
@@ -66,20 +89,20 @@ def evaluate(view: Evidence) -> Verdict:
             REQUIREMENT,
             "warn",
             f"{count(len(unsynced), 'node')} not NTP-synchronised (kernel clock state), "
-            f"still within {bound:g} s: {names(unsynced)}",
+            f"still within {bound:g} s: {names_of(unsynced)}",
             nodes=tuple(unsynced),
         )
     if unreported:
         return Verdict(
             REQUIREMENT,
             "unknown",
-            f"{count(len(unreported), 'node')} report no kernel NTP state: {names(unreported)} "
-            f"(clocks within {bound:g} s)",
+            f"{count(len(unreported), 'node')} report no kernel NTP state: "
+            f"{names_of(unreported)} (clocks within {bound:g} s)",
             nodes=tuple(unreported),
         )
     return Verdict(
         REQUIREMENT,
         "pass",
-        f"{count(len(nodes), 'node')} NTP-synchronised, within {worst:.1f} s of the collector "
+        f"{count(len(names), 'node')} NTP-synchronised, within {worst} s of the collector "
         f"(bound {bound:g} s)",
     )

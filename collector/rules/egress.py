@@ -2,6 +2,10 @@
 
 Reaching a target only because the agent trusts an extra (corporate) CA means a
 TLS-inspecting proxy sits in the path: that works, but is a warning (DESIGN.md §1).
+
+The verdict is a function of the live nodes' results, the phase's targets, the system
+nodes and the mirrors alone: while those are the same (heartbeats), the last verdict
+is given again (collector.rules.memo) instead of walking every node × target.
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ from __future__ import annotations
 from sys import intern
 
 from collector.plan import system_nodes
-from collector.rules.memo import PerReport
+from collector.rules.memo import LastVerdict, PerReport
 from collector.rules.model import Evidence, Verdict, count, names
 from preflight.enums import REASONS
+from preflight.profile import ProfileTarget
 from preflight.v1 import report_pb2 as pb
 
 # target -> (reached, failure reason name, reached only through an extra CA, its issuer)
@@ -32,21 +37,43 @@ def _results_of(report: pb.NodeReport) -> Reached:
 
 # One cache for both phases' rules: egress_install and egress_runtime read the same.
 _RESULTS = PerReport(_results_of)
+# One per phase: egress_install and egress_runtime alternate in every judging.
+_LAST = {"install": LastVerdict(), "runtime": LastVerdict()}
 
 
 def evaluate_phase(view: Evidence, requirement: str, phase: str) -> Verdict:
     of_phase = view.profile.targets_of_phase(phase)
-    targets = [t.name for t in of_phase]
     # `system` targets are required from system nodes only (the plan gives no others them).
     system = system_nodes(view.kube, view.profile.system_label)
-    everywhere = [t.name for t in of_phase if t.scope == "all"]
     nodes = view.live_nodes
     if not nodes:
         return Verdict(
-            requirement, "unknown", "no agent has reported recently", targets=tuple(targets)
+            requirement,
+            "unknown",
+            "no agent has reported recently",
+            targets=tuple(t.name for t in of_phase),
         )
+    names, results = _RESULTS.named(nodes)
+    inputs = (requirement, of_phase, system, view.mirror_of, names, results)
+    last = _LAST.get(phase) or LastVerdict()
+    return last(
+        inputs,
+        lambda: _judge(requirement, phase, of_phase, system, dict(view.mirror_of), names, results),
+    )
+
+
+def _judge(
+    requirement: str,
+    phase: str,
+    of_phase: tuple[ProfileTarget, ...],
+    system: frozenset[str] | None,
+    mirrors: dict[str, str],
+    node_names: list[str],
+    node_results: list[Reached],
+) -> Verdict:
+    targets = [t.name for t in of_phase]
+    everywhere = [t.name for t in of_phase if t.scope == "all"]
     # A mirrored target is named with its mirror: the address that failed is the mirror's.
-    mirrors = dict(view.mirror_of)
 
     def shown(target: str) -> str:
         return f"{target} (mirror {mirrors[target]})" if target in mirrors else target
@@ -56,19 +83,19 @@ def evaluate_phase(view: Evidence, requirement: str, phase: str) -> Verdict:
     failing_targets: set[str] = set()
     intercepted: dict[str, set[str]] = {}  # issuer → targets reached only through it
     intercepted_nodes: set[str] = set()
-    for node, results in zip(nodes, _RESULTS(nodes), strict=True):
-        for target in targets if system is None or node.name in system else everywhere:
+    for name, results in zip(node_names, node_results, strict=True):
+        for target in targets if system is None or name in system else everywhere:
             result = results.get(target)
             if result is None:
-                failures.append(f"{node.name} → {shown(target)}: not probed")
+                failures.append(f"{name} → {shown(target)}: not probed")
             elif not result[0]:
-                failures.append(f"{node.name} → {shown(target)}: {result[1]}")
+                failures.append(f"{name} → {shown(target)}: {result[1]}")
             else:
                 if result[2]:
                     intercepted.setdefault(result[3], set()).add(target)
-                    intercepted_nodes.add(node.name)
+                    intercepted_nodes.add(name)
                 continue
-            failing_nodes.add(node.name)
+            failing_nodes.add(name)
             failing_targets.add(target)
     if failures:
         return Verdict(
@@ -95,7 +122,7 @@ def evaluate_phase(view: Evidence, requirement: str, phase: str) -> Verdict:
         requirement,
         "pass",
         f"every node reaches every {phase} target "
-        f"({count(len(nodes), 'node')} × {count(len(targets), 'target')})"
+        f"({count(len(node_names), 'node')} × {count(len(targets), 'target')})"
         + (f"; mirrored: {', '.join(mirrored)}" if mirrored else ""),
         targets=tuple(targets),
     )

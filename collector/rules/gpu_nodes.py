@@ -20,7 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from collector.capacity import driver_spread, models_and_driver
-from collector.rules.memo import PerReport
+from collector.kube.facts import KubeNode
+from collector.rules.memo import LastVerdict, PerReport
 from collector.rules.model import Evidence, Verdict, count, names
 from preflight.v1 import report_pb2 as pb
 
@@ -83,6 +84,8 @@ def _derive(report: pb.NodeReport) -> _Node | None:
 
 # Cached per report and never mutated: the Kubernetes count goes into a new _Node.
 _NODES = PerReport(_derive)
+# The verdict reads the live nodes' derived facts and the Kubernetes nodes, nothing else.
+_LAST = LastVerdict()
 
 
 def _describe(name: str, node: _Node) -> str:
@@ -92,13 +95,23 @@ def _describe(name: str, node: _Node) -> str:
 
 
 def evaluate(view: Evidence) -> Verdict:
+    names, derived = _NODES.named(view.live_nodes)
+    available, kube_nodes = view.kube.available, view.kube.nodes
+    return _LAST(
+        (names, derived, available, kube_nodes),
+        lambda: _judge(names, derived, available, kube_nodes),
+    )
+
+
+def _judge(
+    live: list[str], derived: list[_Node | None], available: bool, kube_nodes: tuple[KubeNode, ...]
+) -> Verdict:
     nodes: dict[str, _Node] = {}
-    live = view.live_nodes
-    for entry, derived in zip(live, _NODES(live), strict=True):
-        if derived is not None:
-            nodes[entry.name] = derived
-    if view.kube.available:
-        for kube_node in view.kube.nodes:
+    for name, facts in zip(live, derived, strict=True):
+        if facts is not None:
+            nodes[name] = facts
+    if available:
+        for kube_node in kube_nodes:
             seen = nodes.get(kube_node.name) or _Node()
             counts = {**seen.counts, "allocatable": kube_node.allocatable_gpus}
             nodes[kube_node.name] = _Node(
@@ -150,7 +163,7 @@ def evaluate(view: Evidence) -> Verdict:
             node_notes=notes,
         )
     total = sum(max(nodes[n].counts.values()) for n in gpu_nodes)
-    allocatable = "" if view.kube.available else " (allocatable unknown: no Kubernetes API)"
+    allocatable = "" if available else " (allocatable unknown: no Kubernetes API)"
     unreachable = [n for n in gpu_nodes if "NVML not reachable from the agent" in nodes[n].notes]
     nvml = (
         f"; NVML not reachable from the agent on {count(len(unreachable), 'node')}, "

@@ -47,8 +47,9 @@ class Evidence:
         """Agent entries by node name (AgentReports.node scans; rules over all nodes use this)."""
         return {n.name: n for n in self.state.nodes}
 
-    @property
+    @cached_property
     def live_nodes(self) -> tuple[NodeEntry, ...]:
+        """The nodes whose agent reports in time (once per view: most rules read it)."""
         return tuple(n for n in self.state.nodes if n.up)
 
     def unknown_without_kubernetes(self, requirement: str) -> Verdict | None:
