@@ -11,13 +11,16 @@ empty cache.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collector.config import LimitsConfig
+from collector.isolation import FaultLog
+from collector.judging import evaluate_isolated
 from collector.kube.facts import KubeFacts
 from collector.rules import (
     Rule,
@@ -33,15 +36,18 @@ from collector.rules import (
     sizes,
     system_nodes,
 )
-from collector.rules.memo import PerReport
+from collector.rules import memo as memo_module
+from collector.rules.memo import LastVerdict, PerReport
 from collector.rules.model import Evidence, Verdict
-from collector.state import NodeEntry
+from collector.state import ClusterState, NodeEntry, decode_report
 from preflight.plan import CLUSTER_DOMAIN_TARGET
-from preflight.profile import Profile
+from preflight.profile import Profile, load_profile
 from preflight.v1 import report_pb2 as pb
 from tests.collector.test_rule_shared_volume import NOW, Mount, entry, local, view
 from tests.collector.test_rules_runai import P225, healthy_platform, node, system
 from tests.support.builders import ALL_TARGETS, PROFILE
+from tests.support.samples import NOW as SAMPLES_NOW
+from tests.support.samples import cluster_reports
 
 NAMES = ("node-a", "node-b", "node-c", "node-d")
 RULES = (
@@ -111,22 +117,27 @@ def test_a_derived_none_is_cached_too() -> None:
     assert calls == ["a"]
 
 
-# Every per-report cache the rules keep: (module, attribute, what it derives).
-_CACHES: tuple[tuple[Any, str, Any], ...] = (
-    (shared_volume, "_MOUNTS", shared_volume._mounts_of),
-    (egress, "_RESULTS", egress._results_of),
-    (gpu_nodes, "_NODES", gpu_nodes._derive),
-    (clock_sync, "_SYNCHRONISED", clock_sync._synchronised),
-    (cluster_domain_tls, "_RESULTS", cluster_domain_tls._domain_result),
-    (sizes, "_SIZES", sizes._size_of),
+# Every cache the rules keep between judgings: (module, attribute, a new empty one).
+_CACHES: tuple[tuple[Any, str, Callable[[], object]], ...] = (
+    (shared_volume, "_MOUNTS", lambda: PerReport(shared_volume._mounts_of)),
+    (shared_volume, "_FRESH", shared_volume._FreshSets),
+    (shared_volume, "_LAST", LastVerdict),
+    (egress, "_RESULTS", lambda: PerReport(egress._results_of)),
+    (egress, "_LAST", lambda: {"install": LastVerdict(), "runtime": LastVerdict()}),
+    (gpu_nodes, "_NODES", lambda: PerReport(gpu_nodes._derive)),
+    (gpu_nodes, "_LAST", LastVerdict),
+    (clock_sync, "_SYNCHRONISED", lambda: PerReport(clock_sync._synchronised)),
+    (clock_sync, "_LAST", LastVerdict),
+    (cluster_domain_tls, "_RESULTS", lambda: PerReport(cluster_domain_tls._domain_result)),
+    (sizes, "_SIZES", lambda: PerReport(sizes._size_of)),
 )
 
 
 @contextmanager
 def cold_caches() -> Iterator[None]:
     saved = [getattr(module, name) for module, name, _ in _CACHES]
-    for module, name, derive in _CACHES:
-        setattr(module, name, PerReport(derive))
+    for module, name, empty in _CACHES:
+        setattr(module, name, empty())
     try:
         yield
     finally:
@@ -201,3 +212,78 @@ def test_warm_caches_judge_like_cold_ones(
             cold = [rule(judged) for rule in RULES]
             cold += [_cluster(judged, *rule) for rule in CLUSTER_RULES]
         assert warm == cold
+
+
+def test_an_equal_value_derived_again_is_the_last_object() -> None:
+    memo = PerReport(lambda report: {"paths": sorted(m.path for m in report.mounts)})
+    first = memo([entry("a", Mount())])[0]
+    # Another report of the node that derives the same: the rules get the same object,
+    # so that their last verdict's inputs compare by identity.
+    again = memo([entry("a", Mount(latency=3.0))])[0]
+    assert again is first
+    changed = memo([entry("a", Mount(), Mount(path="/other"))])[0]
+    assert changed == {"paths": ["/mnt/nas", "/other"]}
+    assert memo.derived == 3
+
+
+def test_decoded_reports_are_bounded_by_bytes() -> None:
+    cache = memo_module._Decoded(limit=3 * len(entry("node-a").raw))
+    raws = [entry(f"node-{c}").raw for c in "abcdef"]
+    for raw in raws:
+        assert cache(raw).node_name == pb.NodeReport.FromString(raw).node_name
+        assert cache._bytes <= cache.limit
+    assert sum(len(r) for r in cache._reports) == cache._bytes
+    big = entry("node-" + "x" * 1000).raw  # larger than the bound: decoded, not kept
+    assert cache(big).node_name.startswith("node-x")
+    assert big not in cache._reports
+
+
+def _judged_afresh() -> dict[str, int]:
+    return {
+        "shared_volume": shared_volume._LAST.judged,
+        "egress": sum(last.judged for last in egress._LAST.values()),
+        "gpu_nodes": gpu_nodes._LAST.judged,
+        "clock_sync": clock_sync._LAST.judged,
+    }
+
+
+def test_heartbeats_judge_no_rule_afresh_and_decode_each_report_once() -> None:
+    state = ClusterState(LimitsConfig(), 30.0, 3, 600.0)
+    profile = load_profile("runai-2.25")
+
+    def accept(report: pb.NodeReport, now: float) -> None:
+        report.sent_at.FromSeconds(int(now))
+        raw = report.SerializeToString()
+        state.accept(pb.NodeReport.FromString(raw), now, raw=raw)
+
+    def judge(now: float) -> None:
+        view = Evidence(state=state.snapshot(now), profile=profile, now=now)
+        evaluate_isolated(view, FaultLog())
+
+    reports = cluster_reports()
+    for report in reports:
+        accept(report, SAMPLES_NOW)
+    judge(SAMPLES_NOW)
+    judged, decoded = _judged_afresh(), decode_report.decoded
+    # Three heartbeats: a new sequence, new times (sent, markers), the same content.
+    for report in reports[:3]:
+        report.sequence += 1
+        for mount in report.mounts:
+            mount.marker.written_at.seconds += 1
+            for peer in mount.marker.peers:
+                peer.written_at.seconds += 1
+        accept(report, SAMPLES_NOW + 1)
+    judge(SAMPLES_NOW + 1)
+    assert decode_report.decoded - decoded == 3  # once each, for every rule
+    assert _judged_afresh() == judged
+    # One target of one node goes down: the egress rules judge afresh, the others not.
+    failing = reports[0].egress[0]
+    failing.outcome, failing.reason = pb.OUTCOME_DOWN, pb.REASON_CONNECT_TIMEOUT
+    reports[0].sequence += 1
+    accept(reports[0], SAMPLES_NOW + 2)
+    judge(SAMPLES_NOW + 2)
+    after = _judged_afresh()
+    assert after["egress"] == judged["egress"] + 2  # install and runtime
+    assert {k: v for k, v in after.items() if k != "egress"} == {
+        k: v for k, v in judged.items() if k != "egress"
+    }
