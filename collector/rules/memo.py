@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from itertools import compress
 from operator import attrgetter, is_not
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from collector.rules.model import Verdict
 from collector.state import NodeEntry, decode_report
@@ -93,7 +93,8 @@ class PerReport(Generic[T]):
     """`derive(report)` for many entries, reusing the results for reports seen last time.
 
     Values must compare equal exactly when the rule could not tell them apart (plain
-    frozen data): an equal re-derived value is dropped for the previous object.
+    frozen data): an equal re-derived value is dropped for the previous object, and so
+    is each equal part of a tuple.
     """
 
     def __init__(self, derive: Callable[[pb.NodeReport], T]) -> None:
@@ -116,10 +117,8 @@ class PerReport(Generic[T]):
             # bytes are other objects are looked at, found by C loops.
             values = old_values.copy()
             for i in compress(range(len(raws)), map(is_not, raws, old_raws)):
-                value = derive(decoded(raws[i]))
+                values[i] = _same_as(old_values[i], derive(decoded(raws[i])))
                 derived += 1
-                if value != old_values[i]:
-                    values[i] = value
         else:
             before = dict(zip(old_names, zip(old_raws, old_values, strict=True), strict=True))
             values = []
@@ -130,10 +129,20 @@ class PerReport(Generic[T]):
                     continue
                 value = derive(decoded(raw))
                 derived += 1
-                values.append(held[1] if held is not None and value == held[1] else value)
+                values.append(value if held is None else _same_as(held[1], value))
         self._last = (names, raws, values)
         self.derived += derived
         return names, values
+
+
+def _same_as(old: T, new: T) -> T:
+    """`new`, or as much of `old` as equals it: the whole, or the equal parts of a tuple
+    (a rule that derives parts that change at different rates keeps each part's object)."""
+    if new == old:
+        return old
+    if isinstance(new, tuple) and isinstance(old, tuple) and len(new) == len(old):
+        return cast(T, tuple(o if o == n else n for o, n in zip(old, new, strict=True)))
+    return new
 
 
 class LastVerdict:
@@ -146,6 +155,9 @@ class LastVerdict:
     def __call__(self, inputs: object, judge: Callable[[], Verdict]) -> Verdict:
         last = self._last
         if last is not None and last[0] == inputs:
+            # Kept with these inputs: what compared equal by value this time (new
+            # objects of the same content) compares by identity next time.
+            self._last = (inputs, last[1])
             return last[1]
         verdict = judge()
         self._last = (inputs, verdict)

@@ -3,7 +3,8 @@
 shared_volume, egress_install / egress_runtime, gpu_nodes and clock_sync keep their last
 verdict while what they read is the same, and per node what a re-derived report says
 when it says what the last one did (collector/rules/memo.py); shared_volume keeps its
-fresh marker sets while they cannot have changed. Property: over random histories of
+fresh marker sets while they cannot have changed; agent_coverage looks for late nodes
+only when the oldest report is late. Property: over random histories of
 reports, heartbeats (the same content at a new time), nodes going stale and leaving,
 the clock moving (across marker_max_age, by tiny steps, and back), profiles, Kubernetes
 views and mirrors changing, and isolation-style judgings of part of the nodes between,
@@ -20,7 +21,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.kube.facts import STANDALONE, KubeFacts
-from collector.rules import clock_sync, egress_install, egress_runtime, gpu_nodes, shared_volume
+from collector.rules import (
+    agent_coverage,
+    clock_sync,
+    egress_install,
+    egress_runtime,
+    gpu_nodes,
+    shared_volume,
+)
 from collector.rules.model import Evidence, Verdict
 from collector.state import AgentReports, NodeEntry
 from preflight.plan import CLUSTER_DOMAIN_TARGET
@@ -28,6 +36,7 @@ from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
 from tests.collector.test_rules_runai import healthy_platform, node, system
 from tests.support import (
+    agent_coverage_reference,
     clock_sync_reference,
     egress_reference,
     gpu_nodes_reference,
@@ -37,6 +46,7 @@ from tests.support.builders import ALL_TARGETS
 
 Rule = Callable[[Evidence], Verdict]
 PAIRS: tuple[tuple[str, Rule, Rule], ...] = (
+    ("agent_coverage", agent_coverage.evaluate, agent_coverage_reference.evaluate),
     ("shared_volume", shared_volume.evaluate, shared_volume_reference.evaluate),
     ("egress_install", egress_install.evaluate, egress_reference.evaluate_install),
     ("egress_runtime", egress_runtime.evaluate, egress_reference.evaluate_runtime),
@@ -74,8 +84,8 @@ KUBES = (
 MIRRORS: tuple[tuple[tuple[str, str], ...], ...] = ((), ((ALL_TARGETS[0], "mirror.internal:443"),))
 # Marker ages (seconds before the report) around both marker_max_ages, and from the future.
 AGES = (299.5, 0.0, 300.0, 300.000001, 59.999999, 60.5, 3600.0, -2.0)
-# Clock steps: tiny, across the ages, and back.
-WAITS = (1.0, 0.0, 1e-6, 0.5, 60.0, 300.0, -1.0, -300.0)
+# Clock steps: tiny, across the ages and the lateness of a report (45 s), and back.
+WAITS = (1.0, 0.0, 1e-6, 0.5, 45.0, 45.5, 60.0, 300.0, -1.0, -300.0)
 SKEWS = (0.0, 0.3, 0.04, -0.06, 59.95, -60.04, 61.0)
 
 # Mostly healthy mounts of the first path: the marker logic is only reached where two
