@@ -22,7 +22,7 @@ Before/after in one run: --source NAME=DIR (repeatable) judges with the collecto
 another tree (e.g. `git archive main | tar -x -C /tmp/before`), each in its own process,
 one after the other per size.
 
-Run: .venv/bin/python bench/bench_judging.py [--sizes 1000,10000] [--rounds 5]
+Run: .venv/bin/python bench/bench_judging.py [--sizes 1000,10000] [--rounds 15]
      [--source main=/tmp/before --source branch=.]
 """
 
@@ -158,7 +158,7 @@ def _measure(n: int, rounds: int, profile_name: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--profile", default="runai-2020")
     parser.add_argument(
         "--source", action="append", default=[], help="NAME=DIR: judge with DIR's collector"

@@ -110,26 +110,35 @@ class PerReport(Generic[T]):
         """The entries' names and their values (the names: for a LastVerdict key)."""
         names, raws = _names_and_bytes(entries)
         old_names, old_raws, old_values = self._last
-        derive = self._derive
-        derived = 0
+        values: list[T]
+        # Positions to derive, each with the node's last value where it had one.
+        todo: list[tuple[int, T | None]]
         if names == old_names:
             # The same nodes as last time (the usual judging): only the positions whose
             # bytes are other objects are looked at, found by C loops.
             values = old_values.copy()
-            for i in compress(range(len(raws)), map(is_not, raws, old_raws)):
-                values[i] = _same_as(old_values[i], derive(decoded(raws[i])))
-                derived += 1
+            todo = [
+                (i, old_values[i]) for i in compress(range(len(raws)), map(is_not, raws, old_raws))
+            ]
         else:
             before = dict(zip(old_names, zip(old_raws, old_values, strict=True), strict=True))
             values = []
-            for name, raw in zip(names, raws, strict=True):
+            todo = []
+            for i, (name, raw) in enumerate(zip(names, raws, strict=True)):
                 held = before.get(name)
                 if held is not None and held[0] == raw:
                     values.append(held[1])
                     continue
-                value = derive(decoded(raw))
-                derived += 1
-                values.append(value if held is None else _same_as(held[1], value))
+                values.append(None)  # type: ignore[arg-type]  # derived below
+                todo.append((i, None if held is None else held[1]))
+        # Shared decodes only where they fit (a heartbeat's, a change's): a cold judging's
+        # would only be dropped again before the next rule asks.
+        decode = decoded if sum(len(raws[i]) for i, _ in todo) <= decoded.limit else decode_report
+        derive = self._derive
+        for i, last in todo:
+            value = derive(decode(raws[i]))
+            values[i] = value if last is None else _same_as(last, value)
+        derived = len(todo)
         self._last = (names, raws, values)
         self.derived += derived
         return names, values
