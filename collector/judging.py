@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from collector.isolation import FaultLog, describe
 from collector.rules import RULES, Rule
+from collector.rules.memo import decoded
 from collector.rules.model import Evidence, Verdict
 from collector.state import NodeEntry
 
@@ -71,6 +72,8 @@ def evaluate_isolated(view: Evidence, faults: FaultLog) -> Judgement:
     if unusable:
         # Rules judged before a culprit was found saw its data: judge them again without it.
         verdicts = [_safe(rule, current, requirement, faults) for requirement, rule in rules]
+    # The reports decoded for this judging's rules are not needed by the next one.
+    decoded.forget()
     return Judgement(tuple(verdicts), tuple(sorted(unusable.items())))
 
 

@@ -11,7 +11,8 @@ that per-second work proportional to what changed rather than to the cluster:
   after a heartbeat the rule's inputs are the very objects of the last judging.
 - `decoded`: the reports decoded recently, shared by every rule's PerReport (each
   rule derives in its own pass over the nodes, and would otherwise decode each new
-  report once per rule). Bounded by bytes: when full, it starts afresh.
+  report once per rule). Bounded by bytes: when full, it starts afresh; a judging
+  (collector.judging) empties it when it ends, so that it holds memory only meanwhile.
 - `LastVerdict`: a rule's last verdict and the inputs it was judged from (compared
   with ==, element by element, identity first: a list of 10,000 unchanged values
   compares in tens of microseconds). The same inputs give the same verdict: rules are
@@ -84,6 +85,11 @@ class _Decoded:
                 self._reports[raw] = report
                 self._bytes += len(raw)
         return report
+
+    def forget(self) -> None:
+        """Drops every report held (a judging ends: the next decodes other reports)."""
+        with self._lock:
+            self._reports, self._bytes = {}, 0
 
 
 decoded = _Decoded(DECODED_BYTES)

@@ -287,3 +287,16 @@ def test_heartbeats_judge_no_rule_afresh_and_decode_each_report_once() -> None:
     assert {k: v for k, v in after.items() if k != "egress"} == {
         k: v for k, v in judged.items() if k != "egress"
     }
+
+
+def test_a_judging_holds_no_decoded_report_after_it() -> None:
+    state = ClusterState(LimitsConfig(), 30.0, 3, 600.0)
+    for report in cluster_reports():
+        raw = report.SerializeToString()
+        state.accept(pb.NodeReport.FromString(raw), SAMPLES_NOW, raw=raw)
+    view = Evidence(state=state.snapshot(SAMPLES_NOW), profile=PROFILE, now=SAMPLES_NOW)
+    memo_module.decoded(view.state.nodes[0].raw)  # as a rule's PerReport decodes
+    assert memo_module.decoded._reports
+    evaluate_isolated(view, FaultLog())
+    assert not memo_module.decoded._reports
+    assert memo_module.decoded._bytes == 0
