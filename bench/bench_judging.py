@@ -14,8 +14,9 @@ standalone, profile runai-2020 unless --profile), then one judging per scenario:
 Each scenario is judged by `evaluate_isolated` in process and through a JudgingProcess
 (a real child): the CPU time of the parent's thread (time.thread_time) plus the child's
 CPU time (its own process clock, sent with each answer; /proc's user+system in 10 ms
-ticks for a collector without it), unpickling included. Figures are the mean of
---rounds judgings (each on fresh reports); verdicts of both ways are checked
+ticks for a collector without it), unpickling included; in brackets the parent's part
+alone (what the collector's own process, ingest's GIL, spends on it). Figures are the
+mean of --rounds judgings (each on fresh reports); verdicts of both ways are checked
 equal on every judging.
 
 Before/after in one run: --source NAME=DIR (repeatable) judges with the collector of
@@ -97,6 +98,7 @@ def _measure(n: int, rounds: int, profile_name: str) -> dict[str, Any]:
         started = time.thread_time()
         judged = child.evaluate(v)
         parent = time.thread_time() - started
+        rows[scenario_now[0]]["parent"].append(parent)
         assert judged is not None, "the judging process gave no answer"
         # The child's own clock where it tells it (exact; /proc counts in 10 ms ticks).
         at = getattr(judged, "process_cpu_seconds", 0.0)
@@ -112,13 +114,15 @@ def _measure(n: int, rounds: int, profile_name: str) -> dict[str, Any]:
     proc = psutil.Process(child.child.pid)
 
     rows: dict[str, dict[str, list[float]]] = {
-        s: {"in_process": [], "child": []} for s in SCENARIOS
+        s: {"in_process": [], "child": [], "parent": []} for s in SCENARIOS
     }
+    scenario_now = ["cold"]
     heartbeat_share = max(1, round(n / HEARTBEAT))
     churned = max(1, int(n * CHURN))
     cursor = 0
 
     def judge(scenario: str) -> None:
+        scenario_now[0] = scenario
         v = view()
         cpu_p, judged_p = judge_in_process(v)
         cpu_c, judged_c = judge_in_child(v)
@@ -169,7 +173,10 @@ def main() -> None:
         print(json.dumps(_measure(args.one, args.rounds, args.profile)))
         return
     sources = [s.split("=", 1) for s in args.source] or [["this", str(REPO)]]
-    print(f"load average {os.getloadavg()[0]:.2f}; CPU ms per judging, mean of {args.rounds}")
+    print(
+        f"load average {os.getloadavg()[0]:.2f}; CPU ms per judging, mean of {args.rounds}: "
+        "in process / through the child (its parent's part)"
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         for name, directory in sources:
             source = Path(directory).resolve()
@@ -194,9 +201,10 @@ def main() -> None:
             row = json.loads(out.strip().splitlines()[-1])
             cells = "  ".join(
                 f"{s} {row['ms'][s]['in_process']:.1f}/{row['ms'][s]['child']:.1f}"
+                f" ({row['ms'][s]['parent']:.1f})"
                 for s in SCENARIOS
             )
-            print(f"{size:>6} nodes  {name:<8} (in process/child) {cells}", flush=True)
+            print(f"{size:>6} nodes  {name:<8} {cells}", flush=True)
 
 
 if __name__ == "__main__":

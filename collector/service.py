@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable
+from operator import attrgetter
 
 from aiohttp import web
 from kubernetes.client import Configuration
@@ -53,6 +54,9 @@ PREPARE_INTERVAL_SECONDS = 1.0
 # Unscraped after that, nothing is formatted ahead (one render per accepted report
 # for no reader).
 PREPARE_WHILE_SCRAPED_SECONDS = 300.0
+
+
+_up = attrgetter("up")
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -275,7 +279,7 @@ class CollectorService:
         key = (
             self._profile_generation,
             snapshot.version,
-            tuple(n.up for n in snapshot.nodes),
+            tuple(map(_up, snapshot.nodes)),  # a C loop: this runs every second
             kube.fetched_at,
             kube.error,
             # Time alone matters too (late reports, marker age): once per heartbeat.
