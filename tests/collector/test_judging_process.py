@@ -27,9 +27,10 @@ from collector.judging_process import JudgingProcess
 from collector.kube.facts import KubeFacts
 from collector.rules.model import Evidence
 from collector.service import CollectorService
-from collector.state import ClusterState, NodeEntry
+from collector.state import AgentReports, ClusterState, NodeEntry
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
+from tests.support import judging_message_reference
 from tests.support.builders import T0, cluster, egress_down, egress_up, hardware, kube_node, ts
 
 NAMES = ("n0", "n1", "n2", "n3")
@@ -213,3 +214,45 @@ async def test_the_service_judges_in_its_child_and_stops_it() -> None:
     assert judging.child.pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+_change = st.tuples(
+    st.sampled_from(["report", "stale", "fresh", "leave"]), st.sampled_from((*NAMES, "n4"))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(judgings=st.lists(st.lists(_change, max_size=6), min_size=1, max_size=8))
+def test_it_sends_what_the_per_node_loop_sent(
+    judgings: list[list[tuple[str, str]]],
+) -> None:
+    process = JudgingProcess()  # never started: only its messages are read
+    nodes: dict[str, NodeEntry] = {}
+    held: judging_message_reference.Held = {}
+    sequence = 0
+    for changes in judgings:
+        for kind, name in changes:
+            if kind == "report":
+                sequence += 1
+                nodes[name] = NodeEntry.of(
+                    _report(name, sequence % 4, sequence, T0),
+                    received_at=T0,
+                    clock_skew_seconds=0.0,
+                    first_seen=T0,
+                )
+            elif kind == "leave":
+                nodes.pop(name, None)
+            elif name in nodes:
+                nodes[name] = dataclasses.replace(nodes[name], up=kind == "fresh")
+        snapshot = tuple(nodes[n] for n in sorted(nodes))
+        view = Evidence(
+            state=AgentReports(T0, snapshot, 90.0, HEARTBEAT, 0, (), 0),
+            profile=PROFILES[0],
+            now=T0,
+        )
+        message, sent = process._message(view)
+        changed, removed, held = judging_message_reference.changes(held, snapshot)
+        assert [entry.name for entry in message["changed"]] == changed
+        assert message["removed"] == removed
+        # As if the child answered: the next message is relative to this one.
+        process._sent, process._epoch = sent, message["epoch"]
