@@ -2,7 +2,8 @@
 
 In process, no gRPC: N nodes of bench_ingest's report shape (an 8-GPU node, 7 egress
 targets, 2 NAS mounts with peer markers) stored in a ClusterState (30 s heartbeat,
-standalone, profile runai-2020 unless --profile), then one judging per scenario:
+standalone unless --kube, profile runai-2020 unless --profile), then one judging per
+scenario:
 
 - cold: the first judging of the N nodes (the rules' per-report caches empty);
 - warm: the same snapshot judged again, one second later (nothing reported);
@@ -24,7 +25,7 @@ another tree (e.g. `git archive main | tar -x -C /tmp/before`), each in its own 
 one after the other per size.
 
 Run: .venv/bin/python bench/bench_judging.py [--sizes 1000,10000] [--rounds 15]
-     [--source main=/tmp/before --source branch=.]
+     [--source main=/tmp/before --source branch=.] [--profile runai-2.25 --kube]
 """
 
 from __future__ import annotations
@@ -45,7 +46,37 @@ CHURN = 0.002
 SCENARIOS = ("cold", "warm", "heartbeat", "churn", "second")
 
 
-def _measure(n: int, rounds: int, profile_name: str) -> dict[str, Any]:
+def _kube(n: int, at: float) -> Any:
+    """A Kubernetes view of the N nodes: 3 control-plane nodes, 3 system nodes, GPU nodes."""
+    from collector.kube.facts import KubeFacts, KubeNode
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from bench_ingest import node_name
+
+    def node(i: int) -> KubeNode:
+        control_plane, system = i < 3, 3 <= i < 6
+        return KubeNode(
+            name=node_name(i),
+            control_plane=control_plane,
+            roles=("control-plane",) if control_plane else ("runai-system",) if system else (),
+            taints=("node-role.kubernetes.io/control-plane=:NoSchedule",) if control_plane else (),
+            capacity_cpu=96.0,
+            capacity_memory_bytes=768 << 30,
+            capacity_gpus=8,
+            allocatable_cpu=95.0,
+            allocatable_memory_bytes=760 << 30,
+            allocatable_gpus=8,
+            kubelet_version="v1.31.4",
+            container_runtime_version="containerd://1.7.27",
+            ready=True,
+            capacity_ephemeral_storage_bytes=1 << 40,
+            nvidia_labels=(("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),),
+        )
+
+    return KubeFacts("v1.31.4", tuple(map(node, range(n))), None, at)
+
+
+def _measure(n: int, rounds: int, profile_name: str, kube: bool) -> dict[str, Any]:
     """This process's collector (whatever sys.path gives): one row per scenario."""
     import psutil  # type: ignore[import-untyped]
 
@@ -53,6 +84,7 @@ def _measure(n: int, rounds: int, profile_name: str) -> dict[str, Any]:
     from collector.isolation import FaultLog
     from collector.judging import evaluate_isolated
     from collector.judging_process import JudgingProcess
+    from collector.kube.facts import STANDALONE
     from collector.rules.model import Evidence
     from collector.state import ClusterState
     from preflight.profile import load_profile
@@ -75,8 +107,10 @@ def _measure(n: int, rounds: int, profile_name: str) -> dict[str, Any]:
     for i in range(n):
         report(i)
 
+    facts = _kube(n, clock[0]) if kube else STANDALONE
+
     def view() -> Evidence:
-        return Evidence(state=state.snapshot(clock[0]), profile=profile, now=clock[0])
+        return Evidence(state=state.snapshot(clock[0]), profile=profile, now=clock[0], kube=facts)
 
     child = JudgingProcess()
     child.start()
@@ -165,12 +199,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--profile", default="runai-2020")
     parser.add_argument(
+        "--kube", action="store_true", help="with a Kubernetes view of every node (no add-ons)"
+    )
+    parser.add_argument(
         "--source", action="append", default=[], help="NAME=DIR: judge with DIR's collector"
     )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a size, in this process
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(_measure(args.one, args.rounds, args.profile)))
+        print(json.dumps(_measure(args.one, args.rounds, args.profile, args.kube)))
         return
     sources = [s.split("=", 1) for s in args.source] or [["this", str(REPO)]]
     print(
@@ -192,6 +229,7 @@ def main() -> None:
                     str(args.rounds),
                     "--profile",
                     args.profile,
+                    *(["--kube"] if args.kube else []),
                 ],
                 env=env,
                 check=True,

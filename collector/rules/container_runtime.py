@@ -7,6 +7,7 @@ CRI-O only (dockershim left Kubernetes in 1.24).
 
 from __future__ import annotations
 
+from collector.rules.memo import LastVerdict
 from collector.rules.model import Evidence, Verdict, count, names
 
 REQUIREMENT = "container_runtime"
@@ -18,7 +19,16 @@ def runtime_name(version: str) -> str:
     return name.strip().lower() if sep else version.strip().lower()
 
 
+# Kept while the Kubernetes nodes and the profile's runtimes are the same.
+_LAST = LastVerdict()
+
+
 def evaluate(view: Evidence) -> Verdict:
+    inputs = (view.kube.error, view.kube.nodes, view.profile.container_runtime)
+    return _LAST(inputs, lambda: _evaluate(view))
+
+
+def _evaluate(view: Evidence) -> Verdict:
     unknown = view.unknown_without_kubernetes(REQUIREMENT)
     if unknown:
         return unknown

@@ -12,6 +12,7 @@ supports as OpenShift although it would be below its plain-Kubernetes minimum.
 
 from __future__ import annotations
 
+from collector.rules.memo import LastVerdict
 from collector.rules.model import Evidence, Verdict, names
 from collector.rules.versions import at_least, at_most, dotted, major_minor, render
 from preflight.profile import KubernetesVersionRule
@@ -66,7 +67,18 @@ def _range(rule: KubernetesVersionRule) -> str:
     return f"≥ {rule.minimum}"
 
 
+# Every kubelet's version is parsed per judging: the verdict is kept while the Kubernetes
+# view (but its fetch time) and the profile's range are the same.
+_LAST = LastVerdict()
+
+
 def evaluate(view: Evidence) -> Verdict:
+    kube = view.kube
+    inputs = (kube.error, kube.server_version, kube.nodes, kube.platform)
+    return _LAST((inputs, view.profile.kubernetes_version), lambda: _evaluate(view))
+
+
+def _evaluate(view: Evidence) -> Verdict:
     unknown = view.unknown_without_kubernetes(REQUIREMENT)
     if unknown:
         return unknown

@@ -122,10 +122,12 @@ class PerReport(Generic[T]):
         if names == old_names:
             # The same nodes as last time (the usual judging): only the positions whose
             # bytes are other objects are looked at, found by C loops.
-            values = old_values.copy()
             todo = [
                 (i, old_values[i]) for i in compress(range(len(raws)), map(is_not, raws, old_raws))
             ]
+            # Nothing new: the very list of last time (callers never change it), so that
+            # what is built from it can be kept by identity (collector.rules.sizes).
+            values = old_values.copy() if todo else old_values
         else:
             before = dict(zip(old_names, zip(old_raws, old_values, strict=True), strict=True))
             values = []

@@ -3,7 +3,8 @@
 system_nodes, control_plane_hardware and gpu_operator size nodes from the agent's report
 where one reports (what the machine really has) and from Kubernetes otherwise. They
 read the same few numbers, so one per-report cache (collector.rules.memo) holds them for
-all three: a judging then decodes only the reports that arrived since the last.
+all three: a judging then decodes only the reports that arrived since the last, and
+while none did they get the dict of the last judging.
 """
 
 from __future__ import annotations
@@ -40,9 +41,19 @@ def _size_of(report: pb.NodeReport) -> Size:
 
 
 _SIZES = PerReport(_size_of)
+# The last dict handed out, with the names and values it was built of: three rules ask
+# every judging, and while no report came it is the same dict (rules compare it by
+# identity first, collector.rules.memo.LastVerdict).
+_last: tuple[list[str], list[Size], dict[str, Size]] = ([], [], {})
 
 
 def live_sizes(view: Evidence) -> dict[str, Size]:
     """Node name → its agent's sizes, for the nodes whose agent reports in time."""
-    live = view.live_nodes
-    return dict(zip((n.name for n in live), _SIZES(live), strict=True))
+    global _last
+    names, sizes = _SIZES.named(view.live_nodes)
+    last = _last
+    if sizes is last[1] and names == last[0]:
+        return last[2]
+    by_name = dict(zip(names, sizes, strict=True))
+    _last = (names, sizes, by_name)
+    return by_name

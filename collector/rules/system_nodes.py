@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collector.kube.facts import KubeNode
 from collector.plan import labelled_nodes
+from collector.rules.memo import LastVerdict
 from collector.rules.model import Evidence, Verdict, count, names
 from collector.rules.sizes import Size, live_sizes
+from preflight.profile_sections import SystemNodesRule
 
 REQUIREMENT = "system_nodes"
 GB = 1e9
@@ -28,6 +30,10 @@ def _size(sizes: dict[str, Size], node: KubeNode) -> tuple[float, int, int]:
     return node.capacity_cpu, node.capacity_memory_bytes, node.capacity_ephemeral_storage_bytes
 
 
+# Kept while the Kubernetes nodes, the agents' sizes and the profile's rule are the same.
+_LAST = LastVerdict()
+
+
 def evaluate(view: Evidence) -> Verdict:
     unknown = view.unknown_without_kubernetes(REQUIREMENT)
     if unknown:
@@ -35,6 +41,11 @@ def evaluate(view: Evidence) -> Verdict:
     rule = view.profile.system_nodes
     if rule is None:
         return Verdict(REQUIREMENT, "unknown", "the profile sets no system-node sizes")
+    sizes = live_sizes(view)
+    return _LAST((view.kube.nodes, rule, sizes), lambda: _judge(view, rule, sizes))
+
+
+def _judge(view: Evidence, rule: SystemNodesRule, sizes: dict[str, Size]) -> Verdict:
     # The same nodes the probe plan treats as system nodes (collector.plan, one source).
     labelled = labelled_nodes(view.kube, rule.label)
     candidates = labelled or list(view.kube.nodes)
@@ -43,7 +54,6 @@ def evaluate(view: Evidence) -> Verdict:
     )
     undersized: list[str] = []
     flagged: list[str] = []
-    sizes = live_sizes(view)
     for node in candidates:
         cpus, memory, disk = _size(sizes, node)
         problems = []

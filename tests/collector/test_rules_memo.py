@@ -26,12 +26,14 @@ from collector.rules import (
     Rule,
     clock_sync,
     cluster_domain_tls,
+    container_runtime,
     control_plane_hardware,
     egress,
     egress_install,
     egress_runtime,
     gpu_nodes,
     gpu_operator,
+    kubernetes_version,
     shared_volume,
     sizes,
     system_nodes,
@@ -130,6 +132,10 @@ _CACHES: tuple[tuple[Any, str, Callable[[], object]], ...] = (
     (clock_sync, "_LAST", LastVerdict),
     (cluster_domain_tls, "_RESULTS", lambda: PerReport(cluster_domain_tls._domain_result)),
     (sizes, "_SIZES", lambda: PerReport(sizes._size_of)),
+    (sizes, "_last", lambda: ([], [], {})),
+    (system_nodes, "_LAST", LastVerdict),
+    (kubernetes_version, "_LAST", LastVerdict),
+    (container_runtime, "_LAST", LastVerdict),
 )
 
 

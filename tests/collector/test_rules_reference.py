@@ -4,7 +4,9 @@ shared_volume, egress_install / egress_runtime, gpu_nodes and clock_sync keep th
 verdict while what they read is the same, and per node what a re-derived report says
 when it says what the last one did (collector/rules/memo.py); shared_volume keeps its
 fresh marker sets while they cannot have changed; agent_coverage looks for late nodes
-only when the oldest report is late. Property: over random histories of
+only when the oldest report is late; kubernetes_version, container_runtime and
+system_nodes keep their verdict while the Kubernetes nodes (and the agents' sizes) are
+the same, and the sizes' dict is kept while no report came. Property: over random histories of
 reports, heartbeats (the same content at a new time), nodes going stale and leaving,
 the clock moving (across marker_max_age, by tiny steps, and back), profiles, Kubernetes
 views and mirrors changing, and isolation-style judgings of part of the nodes between,
@@ -24,10 +26,15 @@ from collector.kube.facts import STANDALONE, KubeFacts
 from collector.rules import (
     agent_coverage,
     clock_sync,
+    container_runtime,
+    control_plane_hardware,
     egress_install,
     egress_runtime,
     gpu_nodes,
+    gpu_operator,
+    kubernetes_version,
     shared_volume,
+    system_nodes,
 )
 from collector.rules.model import Evidence, Verdict
 from collector.state import AgentReports, NodeEntry
@@ -38,9 +45,14 @@ from tests.collector.test_rules_runai import healthy_platform, node, system
 from tests.support import (
     agent_coverage_reference,
     clock_sync_reference,
+    container_runtime_reference,
+    control_plane_hardware_reference,
     egress_reference,
     gpu_nodes_reference,
+    gpu_operator_reference,
+    kubernetes_version_reference,
     shared_volume_reference,
+    system_nodes_reference,
 )
 from tests.support.builders import ALL_TARGETS
 
@@ -52,6 +64,15 @@ PAIRS: tuple[tuple[str, Rule, Rule], ...] = (
     ("egress_runtime", egress_runtime.evaluate, egress_reference.evaluate_runtime),
     ("gpu_nodes", gpu_nodes.evaluate, gpu_nodes_reference.evaluate),
     ("clock_sync", clock_sync.evaluate, clock_sync_reference.evaluate),
+    ("kubernetes_version", kubernetes_version.evaluate, kubernetes_version_reference.evaluate),
+    ("container_runtime", container_runtime.evaluate, container_runtime_reference.evaluate),
+    ("system_nodes", system_nodes.evaluate, system_nodes_reference.evaluate),
+    (
+        "control_plane_hardware",
+        control_plane_hardware.evaluate,
+        control_plane_hardware_reference.evaluate,
+    ),
+    ("gpu_operator", gpu_operator.evaluate, gpu_operator_reference.evaluate),
 )
 START = 1_800_000_000.0
 NAMES = ("node-a", "node-b", "node-c")
@@ -70,16 +91,36 @@ PROFILES = (
         ),
     ),
 )
+_CLUSTER = KubeFacts(
+    server_version="v1.34.2",
+    nodes=(
+        node("node-a", gpus=2, control_plane=True),
+        system("node-b"),
+        system("node-c", cpu=4),
+    ),
+    error=None,
+    fetched_at=START,
+    platform=healthy_platform(),
+)
 KUBES = (
     STANDALONE,
-    KubeFacts(
-        server_version="v1.34.2",
-        nodes=(node("node-a", gpus=2), system("node-b"), system("node-c")),
-        error=None,
-        fetched_at=START,
-        platform=healthy_platform(),
+    _CLUSTER,
+    # The same cluster read again: equal nodes in new objects, another fetch time.
+    dataclasses.replace(
+        _CLUSTER, nodes=tuple(dataclasses.replace(n) for n in _CLUSTER.nodes), fetched_at=START + 30
     ),
-    KubeFacts(server_version="v1.34.2", nodes=(node("node-c", gpus=1),), error=None),
+    # No system label, an old kubelet, docker, no add-ons read.
+    KubeFacts(
+        server_version="v1.29.2",
+        nodes=(
+            node("node-a", kubelet_version="v1.14.0", runtime="docker://20.10.7"),
+            node("node-c", gpus=1),
+        ),
+        error=None,
+    ),
+    # As above without the old kubelet: only the nodes differ.
+    KubeFacts(server_version="v1.29.2", nodes=(node("node-c", gpus=1),), error=None),
+    KubeFacts(error="forbidden"),
 )
 MIRRORS: tuple[tuple[tuple[str, str], ...], ...] = ((), ((ALL_TARGETS[0], "mirror.internal:443"),))
 # Marker ages (seconds before the report) around both marker_max_ages, and from the future.
@@ -141,6 +182,7 @@ _content = st.fixed_dictionaries(
         "egress": st.fixed_dictionaries({t: _egress for t in TARGETS}),
         "gpus": _gpus,
         "ntp": st.sampled_from([True] * 4 + [None, False]),
+        "cores": st.sampled_from([None, 4, 32]),  # None: no hardware section
     }
 )
 _step = st.one_of(
@@ -204,6 +246,11 @@ def _report(name: str, content: dict[str, Any], sequence: int, at: float) -> pb.
             g.pci_devices.add(address=f"0000:{k:02x}:00.0", kernel_driver="nvidia")
             g.kernel_gpus.add(bus_location=f"0000:{k:02x}:00.0", model="NVIDIA H100")
             g.devices.add(index=k, name="NVIDIA H100", pci_bus_id=f"0000:{k:02x}:00.0")
+    if content["cores"] is not None:
+        cores = content["cores"]
+        report.hardware.logical_cores = cores
+        report.hardware.memory_total_bytes = cores << 30
+        report.hardware.filesystems.add(role="root", path="/", capacity_bytes=cores * 10**10)
     if content["ntp"] is not None:
         report.clock.available = True
         report.clock.synchronised = content["ntp"]
@@ -300,7 +347,13 @@ def _pair(age_of_b: float, at: float) -> list[NodeEntry]:
     for sequence, (name, peers) in enumerate(
         (("node-a", {"node-b": age_of_b}), ("node-b", {"node-a": 5.0}))
     ):
-        content = {"mounts": [_mount_seeing(peers)], "egress": {}, "gpus": None, "ntp": None}
+        content = {
+            "mounts": [_mount_seeing(peers)],
+            "egress": {},
+            "gpus": None,
+            "ntp": None,
+            "cores": None,
+        }
         report = _report(name, content, sequence, at)
         out.append(NodeEntry.of(report, received_at=at, clock_skew_seconds=0.0, first_seen=at))
     return out
