@@ -157,8 +157,12 @@ def _same_as(old: T, new: T) -> T:
     (a rule that derives parts that change at different rates keeps each part's object)."""
     if new == old:
         return old
-    if isinstance(new, tuple) and isinstance(old, tuple) and len(new) == len(old):
-        return cast(T, tuple(o if o == n else n for o, n in zip(old, new, strict=True)))
+    # Plain tuples only: a named tuple or other subclass rebuilt as a tuple would not be
+    # the value the rule derived.
+    if type(new) is tuple and type(old) is tuple and len(new) == len(old):
+        parts: tuple[object, ...] = new
+        last: tuple[object, ...] = old
+        return cast(T, tuple(o if o == n else n for o, n in zip(last, parts, strict=True)))
     return new
 
 
