@@ -159,10 +159,9 @@ def _same_as(old: T, new: T) -> T:
         return old
     # Plain tuples only: a named tuple or other subclass rebuilt as a tuple would not be
     # the value the rule derived.
-    if type(new) is tuple and type(old) is tuple and len(new) == len(old):
-        parts: tuple[object, ...] = new
-        last: tuple[object, ...] = old
-        return cast(T, tuple(o if o == n else n for o, n in zip(last, parts, strict=True)))
+    plain = type(new) is tuple and type(old) is tuple
+    if plain and isinstance(new, tuple) and isinstance(old, tuple) and len(new) == len(old):
+        return cast(T, tuple(o if o == n else n for o, n in zip(old, new, strict=True)))
     return new
 
 
