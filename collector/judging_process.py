@@ -20,8 +20,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Iterable
 from itertools import compress
-from operator import attrgetter, is_not, ne, or_
+from operator import attrgetter, is_not, ne
 from typing import Any
 
 from collector.child import ChildProcess, serve
@@ -109,8 +110,11 @@ class JudgingProcess:
         if names == old_names:
             # The same nodes as last time (the usual judging): the changed positions are
             # found by C loops, not a Python loop over every node.
-            differs = map(or_, map(is_not, raws, old_raws), map(ne, ups, old_ups))
-            changed = [nodes[i] for i in compress(range(len(nodes)), differs)]
+            positions = range(len(nodes))
+            at: Iterable[int] = compress(positions, map(is_not, raws, old_raws))
+            if ups != old_ups:  # rarely: a node went stale or came back
+                at = sorted({*at, *compress(positions, map(ne, ups, old_ups))})
+            changed = [nodes[i] for i in at]
         else:
             held = dict(zip(old_names, zip(old_raws, old_ups, strict=True), strict=True))
             changed = []
