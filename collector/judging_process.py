@@ -10,6 +10,10 @@ and the names of the nodes that left, and the child runs the very same rules
 warm in its memory. Hysteresis, faults and the verdicts' publication stay in the
 parent.
 
+The answer sends back in full only the verdicts that are not the very objects of the
+previous answer (the rules keep their verdict while their inputs are the same), the
+others by their position there.
+
 Each message names the one before it: a child that did not apply that one (a new
 child, after a failure) answers "resync" and gets everything again. Without an answer
 the parent judges in process, so verdicts never stop.
@@ -29,7 +33,7 @@ from collector.child import ChildProcess, serve
 from collector.isolation import FaultLog
 from collector.judging import Judgement, evaluate_isolated
 from collector.kube.facts import KubeFacts
-from collector.rules.model import Evidence
+from collector.rules.model import Evidence, Verdict
 from collector.state import AgentReports, NodeEntry
 from preflight.profile import Profile
 
@@ -52,6 +56,20 @@ class Judged:
     process_cpu_seconds: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True)
+class _Answer:
+    """What the child sends back: a Judged whose verdicts that are the very objects of its
+    previous answer (a rule's kept verdict, collector.rules.memo) go as their position
+    there. The gpu_nodes verdict of 10,000 GPU nodes names every one of them: unpickled
+    on every judging it cost the parent a millisecond of its GIL for nothing new."""
+
+    verdicts: tuple[Verdict | int, ...]
+    unusable: tuple[tuple[str, str], ...]
+    faults: int
+    cpu_seconds: float
+    process_cpu_seconds: float
+
+
 # The AgentReports fields other than the nodes, sent with every judging.
 _COUNTS = tuple(f.name for f in dataclasses.fields(AgentReports) if f.name != "nodes")
 # Per node, in the snapshot's order: name, report bytes, up.
@@ -71,8 +89,10 @@ class JudgingProcess:
         self._profile: Profile | None = None
         self._kube: KubeFacts | None = None
         self._epoch = 0  # 0: the child holds nothing of ours
+        self._answered: tuple[Verdict, ...] = ()  # the verdicts of the child's last answer
         self.resyncs = 0
         self.sent_entries = 0  # entries sent, all judgings (tests read it)
+        self.verdicts_kept = 0  # verdicts answered by position (tests read it)
 
     def start(self) -> None:
         self.child.start()
@@ -90,15 +110,35 @@ class JudgingProcess:
                     self.resyncs += 1
                     self._forget()
                     continue
+                assert isinstance(answer, _Answer)
+                judged = self._judged(answer)
+                if judged is None:
+                    self._forget()
+                    return None
                 self._sent, self._profile, self._kube = sent, view.profile, view.kube
                 self._epoch = message["epoch"]
                 self.sent_entries += len(message["changed"])
-                assert isinstance(answer, Judged)
-                return answer
+                return judged
             return None
+
+    def _judged(self, answer: _Answer) -> Judged | None:
+        """The answer with every verdict in full; None if it names one this side lacks."""
+        last = self._answered
+        verdicts: list[Verdict] = []
+        for verdict in answer.verdicts:
+            if isinstance(verdict, int):
+                if not 0 <= verdict < len(last):
+                    return None  # out of step with the child: start again from nothing
+                verdict = last[verdict]
+                self.verdicts_kept += 1
+            verdicts.append(verdict)
+        self._answered = tuple(verdicts)
+        judgement = Judgement(self._answered, answer.unusable)
+        return Judged(judgement, answer.faults, answer.cpu_seconds, answer.process_cpu_seconds)
 
     def _forget(self) -> None:
         self._sent, self._profile, self._kube, self._epoch = ([], [], []), None, None, 0
+        self._answered = ()
 
     def _message(self, view: Evidence) -> tuple[dict[str, Any], _Columns]:
         nodes = view.state.nodes
@@ -144,7 +184,7 @@ class JudgingProcess:
 
 
 def _is_answer(answer: object) -> bool:
-    return answer == "resync" or isinstance(answer, Judged)
+    return answer == "resync" or isinstance(answer, _Answer)
 
 
 class _Copy:
@@ -157,11 +197,13 @@ class _Copy:
         self.kube: KubeFacts | None = None
         self.epoch = 0
         self.faults = FaultLog()  # logs here what the rules hit; the parent counts
+        self.answered: tuple[Verdict, ...] = ()  # the verdicts of the last answer
 
     def handle(self, message: object) -> object:
         m: dict[str, Any] = message  # type: ignore[assignment]
         if m["after"] == 0:  # everything, from the start
             self.nodes, self.order, self.profile, self.kube = {}, [], None, None
+            self.answered = ()
         elif m["after"] != self.epoch:
             return "resync"
         joined = False
@@ -191,12 +233,24 @@ class _Copy:
         before = sum(count for _, count in self.faults.counts())
         judgement = evaluate_isolated(view, self.faults)
         faults = sum(count for _, count in self.faults.counts()) - before
-        return Judged(judgement, faults, time.thread_time() - started, time.process_time())
+        last = self.answered
+        verdicts = tuple(
+            i if i < len(last) and last[i] is verdict else verdict
+            for i, verdict in enumerate(judgement.verdicts)
+        )
+        self.answered = judgement.verdicts
+        return _Answer(
+            verdicts,
+            judgement.unusable,
+            faults,
+            time.thread_time() - started,
+            time.process_time(),
+        )
 
 
 if __name__ == "__main__":
-    # From the module as imported, not this __main__: a Judged pickled from here must
-    # unpickle in the parent as collector.judging_process.Judged.
+    # From the module as imported, not this __main__: an answer pickled from here must
+    # unpickle in the parent as collector.judging_process._Answer.
     from collector import judging_process
 
     serve("judging", judging_process._Copy().handle)

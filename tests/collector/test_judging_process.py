@@ -129,6 +129,39 @@ def test_only_what_changed_is_sent(judging: JudgingProcess) -> None:
     assert judging.sent_entries == sent + 1 + len(NAMES)
 
 
+def test_a_verdict_kept_by_the_rules_is_answered_by_position(judging: JudgingProcess) -> None:
+    state = ClusterState(LimitsConfig(report_burst=10**6), HEARTBEAT, 3, 10**6)
+    for i, name in enumerate(NAMES):
+        state.accept(_report(name, 0, i + 1, T0), T0)
+    first = judging.evaluate(_evidence(state, T0 + 1))
+    kept = judging.verdicts_kept
+    # Nothing changed: the rules that keep their verdict (runai-2020: kubernetes_version,
+    # shared_volume, both egress rules, gpu_nodes) give the same object, the child only
+    # its position; agent_coverage and control_plane_hardware judge afresh.
+    again = judging.evaluate(_evidence(state, T0 + 2))
+    assert first is not None and again is not None
+    assert judging.verdicts_kept - kept == 5
+    assert again.judgement == first.judgement
+    # One node's egress changes: that verdict comes in full, the others by position.
+    kept = judging.verdicts_kept
+    state.accept(_report("n2", 1, 20, T0 + 3), T0 + 3)
+    changed = judging.evaluate(_evidence(state, T0 + 4))
+    assert changed is not None
+    assert changed.judgement == evaluate_isolated(_evidence(state, T0 + 4), FaultLog())
+    assert 0 < judging.verdicts_kept - kept < len(changed.judgement.verdicts)
+
+
+def test_an_answer_out_of_step_is_not_trusted(judging: JudgingProcess) -> None:
+    state = ClusterState(LimitsConfig(report_burst=10**6), HEARTBEAT, 3, 10**6)
+    state.accept(_report("n0", 0, 1, T0), T0)
+    assert judging.evaluate(_evidence(state, T0 + 1)) is not None
+    judging._answered = ()  # as if this side had lost the child's last answer
+    assert judging.evaluate(_evidence(state, T0 + 2)) is None  # judged in process instead
+    judged = judging.evaluate(_evidence(state, T0 + 3))  # everything sent again
+    assert judged is not None
+    assert judged.judgement == evaluate_isolated(_evidence(state, T0 + 3), FaultLog())
+
+
 def test_a_node_that_breaks_a_rule_is_found_and_counted_as_in_process(
     judging: JudgingProcess,
 ) -> None:
