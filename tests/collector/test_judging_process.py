@@ -151,6 +151,26 @@ def test_a_verdict_kept_by_the_rules_is_answered_by_position(judging: JudgingPro
     assert 0 < judging.verdicts_kept - kept < len(changed.judgement.verdicts)
 
 
+def test_a_node_going_stale_is_judged_so_at_the_next_judging(judging: JudgingProcess) -> None:
+    state = ClusterState(LimitsConfig(report_burst=10**6), HEARTBEAT, 3, 10**6)
+    for i, name in enumerate(NAMES):
+        state.accept(_report(name, 0, i + 1, T0), T0)
+    later = T0 + 2 * HEARTBEAT
+    for i, name in enumerate(NAMES[1:]):  # every node but n0 keeps reporting
+        state.accept(_report(name, 0, i + 10, later), later)
+    for now in (T0 + 1, T0 + 2, later + 1):  # warm caches: judged twice before
+        assert judging.evaluate(_evidence(state, now)) is not None
+    stale_at = T0 + 3 * HEARTBEAT + 1  # n0's report is older than three heartbeats now
+    judged = judging.evaluate(_evidence(state, stale_at))
+    assert judged is not None
+    by_rule = {v.requirement: v for v in judged.judgement.verdicts}
+    assert by_rule["agent_coverage"].status == "fail"
+    assert by_rule["agent_coverage"].nodes == ("n0",)
+    # Judged without n0: the others read only its marker, and n0 is no peer any more.
+    assert by_rule["shared_volume"].nodes == ("n1", "n2", "n3")
+    assert judged.judgement == evaluate_isolated(_evidence(state, stale_at), FaultLog())
+
+
 def test_an_answer_out_of_step_is_not_trusted(judging: JudgingProcess) -> None:
     state = ClusterState(LimitsConfig(report_burst=10**6), HEARTBEAT, 3, 10**6)
     state.accept(_report("n0", 0, 1, T0), T0)
