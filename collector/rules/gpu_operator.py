@@ -11,6 +11,7 @@ be installed and the operator fixed afterwards.
 from __future__ import annotations
 
 from collector.kube.platform_facts import PlatformFacts
+from collector.rules.memo import LastVerdict
 from collector.rules.model import Evidence, Verdict, count, names
 from collector.rules.sizes import live_sizes
 from collector.rules.versions import at_least, at_most, dotted, matches_prefix
@@ -52,7 +53,21 @@ def _version(platform: PlatformFacts) -> tuple[str, str]:
     return "", ""
 
 
+# GPU nodes and their labels are looked at per Kubernetes node: the verdict is kept while
+# the Kubernetes view (but its fetch time), the agents' sizes and the profile's rule are
+# the same.
+_LAST = LastVerdict()
+
+
 def evaluate(view: Evidence) -> Verdict:
+    kube = view.kube
+    inputs = (kube.error, kube.platform, kube.nodes, view.profile.gpu_operator)
+    # The sizes only where the verdict reads them (a profile with the rule, add-ons read).
+    sizes = live_sizes(view) if kube.available and kube.platform is not None else None
+    return _LAST((inputs, sizes), lambda: _evaluate(view))
+
+
+def _evaluate(view: Evidence) -> Verdict:
     platform = view.platform_or_unknown(REQUIREMENT)
     if isinstance(platform, Verdict):
         return platform

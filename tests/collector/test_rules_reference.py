@@ -41,7 +41,7 @@ from collector.state import AgentReports, NodeEntry
 from preflight.plan import CLUSTER_DOMAIN_TARGET
 from preflight.profile import load_profile
 from preflight.v1 import report_pb2 as pb
-from tests.collector.test_rules_runai import healthy_platform, node, system
+from tests.collector.test_rules_runai import GFD, healthy_platform, node, system
 from tests.support import (
     agent_coverage_reference,
     clock_sync_reference,
@@ -80,6 +80,7 @@ PATHS = ("/mnt/nas", "/mnt/data")
 TARGETS = (*ALL_TARGETS, CLUSTER_DOMAIN_TARGET)
 P2020 = load_profile("runai-2020")
 P225 = load_profile("runai-2.25")
+assert P225.container_runtime is not None
 PROFILES = (
     P2020,
     P225,
@@ -88,6 +89,13 @@ PROFILES = (
         P2020,
         shared_volume=dataclasses.replace(
             P2020.shared_volume, paths=PATHS[:1], marker_max_age=60.0
+        ),
+    ),
+    # Docker allowed again.
+    dataclasses.replace(
+        P225,
+        container_runtime=dataclasses.replace(
+            P225.container_runtime, allowed=("containerd", "cri-o", "docker")
         ),
     ),
 )
@@ -108,6 +116,11 @@ KUBES = (
     # The same cluster read again: equal nodes in new objects, another fetch time.
     dataclasses.replace(
         _CLUSTER, nodes=tuple(dataclasses.replace(n) for n in _CLUSTER.nodes), fetched_at=START + 30
+    ),
+    # As read again with node-a labelled by GPU Feature Discovery: only the nodes differ.
+    dataclasses.replace(
+        _CLUSTER,
+        nodes=(dataclasses.replace(_CLUSTER.nodes[0], nvidia_labels=GFD), *_CLUSTER.nodes[1:]),
     ),
     # No system label, an old kubelet, docker, no add-ons read.
     KubeFacts(
@@ -224,15 +237,15 @@ def _report(name: str, content: dict[str, Any], sequence: int, at: float) -> pb.
         if outcome is None:
             continue
         reason, extra_ca, issuer = outcome
-        result = report.egress.add(
+        probed = report.egress.add(
             target=target,
             outcome=pb.OUTCOME_UP if reason == pb.REASON_NONE else pb.OUTCOME_DOWN,
             reason=reason,
         )
-        result.started_at.FromNanoseconds(int((at - 1) * 1e9))
-        result.certificate.issuer = issuer
-        result.certificate.trusted_by_extra_ca = extra_ca
-        result.certificate.not_after.FromSeconds(int(at) + 86400 * 30)
+        probed.started_at.FromNanoseconds(int((at - 1) * 1e9))
+        probed.certificate.issuer = issuer
+        probed.certificate.trusted_by_extra_ca = extra_ca
+        probed.certificate.not_after.FromSeconds(int(at) + 86400 * 30)
     gpus = content["gpus"]
     if gpus is not None:
         g = report.gpus
@@ -347,7 +360,7 @@ def _pair(age_of_b: float, at: float) -> list[NodeEntry]:
     for sequence, (name, peers) in enumerate(
         (("node-a", {"node-b": age_of_b}), ("node-b", {"node-a": 5.0}))
     ):
-        content = {
+        content: dict[str, Any] = {
             "mounts": [_mount_seeing(peers)],
             "egress": {},
             "gpus": None,
@@ -385,3 +398,67 @@ def test_another_marker_max_age_judges_the_same_markers_again() -> None:
     assert _statuses(nodes, START, profile=0)[0] == "pass"  # 5 minutes
     assert _statuses(nodes, START, profile=2)[0] == "fail"  # 1 minute
     assert _statuses(nodes, START, profile=0)[0] == "pass"
+
+
+def test_gpu_nodes_found_by_an_agent_alone_are_judged_as_they_come() -> None:
+    # node-b has no GPU for Kubernetes; its agent's PCI scan finds some, then none.
+    content: dict[str, Any] = {
+        "mounts": [],
+        "egress": {},
+        "gpus": None,
+        "ntp": None,
+        "cores": 32,
+    }
+    seen = []
+    for sequence, pci in enumerate((0, 2, 0)):
+        gpus = {
+            "pci": pci,
+            "driver": pci,
+            "kernel": pb.KERNEL_MODULE_LOADED,
+            "status": pb.DRIVER_STATUS_LOADED,
+            "version": "550.54.15",
+            "passthrough": 0,
+        }
+        report = _report("node-b", {**content, "gpus": gpus}, sequence, START)
+        entry = NodeEntry.of(report, received_at=START, clock_skew_seconds=0.0, first_seen=START)
+        judged = _view([entry], START, 1, 1, 0)
+        verdict = gpu_operator.evaluate(judged)
+        assert verdict == gpu_operator_reference.evaluate(judged)
+        seen.append(verdict.reason)
+    assert "node-b" in seen[1] and "node-b" not in seen[0] and seen[2] == seen[0]
+
+
+def test_every_kubernetes_view_and_profile_after_every_other() -> None:
+    # The same reports, each (profile, Kubernetes view) judged after each other one: a
+    # verdict kept from the view before would show here.
+    contents: dict[str, dict[str, Any]] = {
+        "node-a": {"mounts": [], "egress": {}, "gpus": None, "ntp": True, "cores": 4},
+        "node-b": {
+            "mounts": [],
+            "egress": {},
+            "gpus": {
+                "pci": 2,
+                "driver": 2,
+                "kernel": pb.KERNEL_MODULE_LOADED,
+                "status": pb.DRIVER_STATUS_LOADED,
+                "version": "550.54.15",
+                "passthrough": 0,
+            },
+            "ntp": False,
+            "cores": 32,
+        },
+    }
+    nodes = [
+        NodeEntry.of(
+            _report(name, content, 1, START),
+            received_at=START,
+            clock_skew_seconds=0.0,
+            first_seen=START,
+        )
+        for name, content in contents.items()
+    ]
+    settings_ = [(p, k) for p in range(len(PROFILES)) for k in range(len(KUBES))]
+    for before in settings_:
+        for after in settings_:
+            for profile, kube in (before, after):
+                _same(_view(nodes, START, profile, kube, 0))
