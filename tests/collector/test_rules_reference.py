@@ -4,9 +4,9 @@ shared_volume, egress_install / egress_runtime, gpu_nodes and clock_sync keep th
 verdict while what they read is the same, and per node what a re-derived report says
 when it says what the last one did (collector/rules/memo.py); shared_volume keeps its
 fresh marker sets while they cannot have changed; agent_coverage looks for late nodes
-only when the oldest report is late; kubernetes_version, container_runtime and
-system_nodes keep their verdict while the Kubernetes nodes (and the agents' sizes) are
-the same, and the sizes' dict is kept while no report came. Property: over random histories of
+only when the oldest report is late; kubernetes_version, container_runtime,
+system_nodes and gpu_operator keep their verdict while the Kubernetes nodes (and the
+agents' sizes) are the same, and the sizes' dict is kept while no report came. Property: over random histories of
 reports, heartbeats (the same content at a new time), nodes going stale and leaving,
 the clock moving (across marker_max_age, by tiny steps, and back), profiles, Kubernetes
 views and mirrors changing, and isolation-style judgings of part of the nodes between,
