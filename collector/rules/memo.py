@@ -38,9 +38,9 @@ from preflight.v1 import report_pb2 as pb
 T = TypeVar("T")
 
 # Reports decoded recently, for the rules' PerReports of one judging. 2 MiB of report
-# bytes (~700 reports of an 8-GPU node, ~7 MiB decoded) cover a second of heartbeats
-# and changes at 10,000 nodes; a cold judging of more than that decodes per rule, as
-# before.
+# bytes (~580 reports of bench_ingest's 8-GPU node, 3.6 KB each; about three times that
+# decoded) cover a second of heartbeats and changes at 10,000 nodes; a judging that
+# decodes more than that (a cold one) decodes per rule, as before.
 DECODED_BYTES = 2 << 20
 
 _name = attrgetter("name")
