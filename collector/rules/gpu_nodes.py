@@ -12,6 +12,9 @@ Agents that send no kernel view (older releases) are judged by NVML's count, as 
 Nodes of one model on different drivers (a rolling upgrade left half done) warn: the
 minority, or on a tie every side (collector.capacity.driver_spread, which the capacity
 view shows too).
+
+The verdict reads the live nodes' derived facts and the Kubernetes nodes only: while
+those are the same (heartbeats), the last verdict is given again (collector.rules.memo).
 """
 
 from __future__ import annotations
