@@ -6,11 +6,12 @@ when it says what the last one did (collector/rules/memo.py); shared_volume keep
 fresh marker sets while they cannot have changed; agent_coverage looks for late nodes
 only when the oldest report is late; kubernetes_version, container_runtime,
 system_nodes and gpu_operator keep their verdict while the Kubernetes nodes (and the
-agents' sizes) are the same, and the sizes' dict is kept while no report came. Property: over random histories of
-reports, heartbeats (the same content at a new time), nodes going stale and leaving,
-the clock moving (across marker_max_age, by tiny steps, and back), profiles, Kubernetes
-views and mirrors changing, and isolation-style judgings of part of the nodes between,
-every verdict -- status, reason, nodes, targets, notes -- equals the reference's.
+agents' sizes) are the same, and the sizes' dict is kept while no report came.
+Property: over random histories of reports, heartbeats (the same content at a new
+time), nodes going stale and leaving, the clock moving (across marker_max_age, by tiny
+steps, and back), profiles, Kubernetes views and mirrors changing, and isolation-style
+judgings of part of the nodes between, every verdict -- status, reason, nodes, targets,
+notes -- equals the reference's.
 """
 
 from __future__ import annotations
