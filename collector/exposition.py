@@ -6,15 +6,15 @@ byte for byte (a test checks it):
 
 - `SnapshotCollector`, a prometheus_client custom collector over the view, for anyone
   who wants the series in a registry;
-- `Exposition.render`, what /metrics serves: it writes the text itself and keeps each
-  node's lines (compressed, its families one after another) until that node's entry
-  changes; formatting may run in a child process (collector.encoder).
+- `Exposition.render_gzip`, what /metrics serves: it writes the text itself and keeps
+  each node's lines (NodeText: most of them deflated, family by family) until that
+  node's entry changes; formatting may run in a child process (collector.encoder).
   NodeEntry reports are immutable and replaced on every accepted report, so the cache
   key is the entry's report bytes object (plus receipt time, staleness and the node's
   allocatable GPUs, which live outside the report); only a changed node's report is
-  decoded. A scrape then costs inflating and joining cached text plus the few cluster-wide
-  families, instead of formatting every series again while holding the GIL (which the
-  gRPC event loop needs too).
+  decoded. A scrape then copies cached compressed bytes into one gzip member
+  (collector.compression.GzipBody) plus the few cluster-wide families, instead of
+  formatting every series again while holding the GIL (which gRPC's handlers need too).
 
 Families keep prometheus_client's order and layout: HELP and TYPE once per family,
 every family contiguous, labels sorted by name, values formatted like Go.
@@ -25,9 +25,11 @@ from __future__ import annotations
 import threading
 import time
 import zlib
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 from typing import Protocol, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -35,7 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from collector.compression import inflate_all
+from collector.compression import GzipBody, deflate_fragment
 from collector.concerns import CONCERNS, FAMILIES, Family, Sample
 from collector.concerns.egress import node_cert_expiries
 from collector.concerns.judging import unusable_samples
@@ -50,6 +52,7 @@ __all__ = [
     "EncoderBatch",
     "Exposition",
     "Family",
+    "NodeText",
     "Sample",
     "SnapshotCollector",
     "cluster_samples",
@@ -63,8 +66,14 @@ __all__ = [
 # The families, in exposition order, come from the concern registry; each concern's
 # module owns its constants (collector.concerns.<name>), named, never positions.
 _NODE_FAMILIES = tuple(f for f in FAMILIES if f.per_node)
-# Position of each per-node family within a node's cached chunks.
+# Position of each per-node family among them (formatting sorts lines by it).
 _NODE_SLOT = {f: slot for slot, f in enumerate(_NODE_FAMILIES)}
+# Families of one series per node (labels: node only), kept as their line (NodeText),
+# and the others, kept deflated; each with its position in NodeText's tuples.
+_LINE_SLOTS = tuple(_NODE_SLOT[f] for f in _NODE_FAMILIES if f.labels == ("node",))
+_FRAGMENT_SLOTS = tuple(_NODE_SLOT[f] for f in _NODE_FAMILIES if f.labels != ("node",))
+_LINE_SLOT = {_NODE_FAMILIES[s]: i for i, s in enumerate(_LINE_SLOTS)}
+_FRAGMENT_SLOT = {_NODE_FAMILIES[s]: i for i, s in enumerate(_FRAGMENT_SLOTS)}
 _NODE_SAMPLES = tuple(c.node_samples for c in CONCERNS if c.node_samples is not None)
 _CLUSTER_SAMPLES = tuple(c.cluster_samples for c in CONCERNS if c.cluster_samples is not None)
 
@@ -180,18 +189,31 @@ def _line(family: Family, values: tuple[str, ...], value: float) -> str:
 
 
 @dataclass(frozen=True)
+class NodeText:
+    """One node's per-node families as /metrics keeps them between scrapes.
+
+    A family that has one series per node (labels: node only) is kept as its line, and
+    compressed at a scrape together with every other node's; any other family's lines
+    are kept deflated on their own (compression.deflate_fragment), ready to be copied
+    into the body, with their text's CRC-32 and size. Uncompressed, the cache was most
+    of what the collector held per node (~12 KB for an 8-GPU node; this is ~3 KB).
+    """
+
+    lines: tuple[bytes, ...]  # per _LINE_FAMILIES slot (b"" when the node has none)
+    fragments: tuple[bytes, ...]  # per _FRAGMENT_FAMILIES slot
+    sums: array[int]  # the fragments' texts' CRC-32 and size, two per slot
+
+
+@dataclass(frozen=True)
 class _NodeText:
-    """One node's rendered lines and what they were rendered from."""
+    """One node's rendered text and what it was rendered from."""
 
     raw: bytes  # the entry's report bytes, compared by identity
     received_at: float
     up: bool
     allocatable_gpus: int | None
     expected_plan: str | None
-    # Its per-node families' lines in _NODE_SLOT order, joined with FAMILY_END between
-    # them, compressed (zlib: ~1 KB for the ~11 KB of an 8-GPU node; uncompressed, the
-    # cache was most of what the collector holds per node).
-    text: bytes
+    text: NodeText
     expiries: dict[str, float]
     marked: bool  # marked unusable by the rules
 
@@ -208,17 +230,29 @@ class _NodeText:
         )
 
 
-# One node's formatted text (compressed, as _NodeText holds it), its certificate
-# expiries, and how many faults formatting it hit (its data could not be rendered and it
-# shows as unusable). What collector.encoder's child sends back.
-Encoded = tuple[bytes, dict[str, float], int]
-# zlib level of the cached text: level 1 is within 10 % of level 6's size at half the CPU.
-TEXT_LEVEL = 1
-# Between two families' lines in a node's cached text: a byte UTF-8 never contains, so
-# one C-level split gives the families back.
-FAMILY_END = b"\xff"
+# One node's formatted text, its certificate expiries, and how many faults formatting
+# it hit (its data could not be rendered and it shows as unusable). What
+# collector.encoder's child sends back.
+Encoded = tuple[NodeText, dict[str, float], int]
 # What an encoder formats: (entry, allocatable GPUs, expected plan, marked unusable) each.
 EncoderBatch = Sequence[tuple[NodeEntry, int | None, str | None, bool]]
+
+
+def _node_text(samples: list[Sample]) -> NodeText:
+    parts: list[list[str]] = [[] for _ in _NODE_FAMILIES]
+    for family, values, value in samples:
+        parts[_NODE_SLOT[family]].append(_line(family, values, value))
+    lines = tuple(_joined(parts[slot]) for slot in _LINE_SLOTS)
+    texts = [_joined(parts[slot]) for slot in _FRAGMENT_SLOTS]
+    sums = array("I")
+    for text in texts:
+        sums.append(zlib.crc32(text))
+        sums.append(len(text))
+    return NodeText(lines, tuple(deflate_fragment(t) for t in texts), sums)
+
+
+def _joined(lines: list[str]) -> bytes:
+    return "".join(lines).encode() if lines else b""
 
 
 def encode_node(
@@ -234,23 +268,16 @@ def encode_node(
     sent over a pipe, and the parent formats the same bytes with it when the child is
     not there.
     """
-
-    def text(samples: list[Sample]) -> bytes:
-        parts: list[list[str]] = [[] for _ in _NODE_FAMILIES]
-        for family, values, value in samples:
-            parts[_NODE_SLOT[family]].append(_line(family, values, value))
-        return zlib.compress(FAMILY_END.join("".join(p).encode() for p in parts), TEXT_LEVEL)
-
     samples, expiries, faulted = _samples_or_unusable(node, allocatable_gpus, plan, marked, faults)
 
-    def unusable_text(_reason: str) -> bytes:
+    def unusable_text(_reason: str) -> NodeText:
         nonlocal faulted
         faulted += 1
-        return text(unusable_samples(node))
+        return _node_text(unusable_samples(node))
 
     # Formatting can raise too (it is where a bad value would show): same fallback.
-    packed = faults.guard("metrics", node.name, lambda: text(samples), unusable_text)
-    return packed, expiries, faulted
+    text = faults.guard("metrics", node.name, lambda: _node_text(samples), unusable_text)
+    return text, expiries, faulted
 
 
 # Background pre-encoding (Exposition.prepare) renders this many changed nodes in
@@ -280,7 +307,7 @@ class Exposition:
     the cache is replaced as a whole, never mutated in place, and it keeps only the
     nodes of the latest view, so nodes that left take their series and memory along.
     `prepare` fills the cache ahead of a scrape (the service calls it about once a
-    second while someone scrapes), so that a scrape is mostly a join of cached bytes.
+    second while someone scrapes), so that a scrape is mostly a copy of cached bytes.
     """
 
     def __init__(self, encoder: Encoder | None = None) -> None:
@@ -358,35 +385,43 @@ class Exposition:
         """
         self._refresh(view, pause=lambda: time.sleep(PREPARE_PAUSE_SECONDS))
 
-    def render_parts(self, view: Published) -> list[bytes]:
-        """The text exposition of `view` as one bytes object per family, in order.
+    def render_gzip(self, view: Published) -> tuple[bytes, int]:
+        """(the exposition of `view` as one gzip member, its size uncompressed).
 
-        Joined per family, never into one body here: one join of ~100 MB (10,000 nodes)
-        holds the GIL for its whole length; ~40 joins of a few MB each do not.
+        Per family in order: the one-line families' lines of every node, and the
+        cluster-wide families, joined and compressed on the compression threads; every
+        other family's nodes' fragments copied as they were cached, their CRC-32s
+        combined. Nothing cached is inflated or compressed again, and the text is never
+        held whole.
         """
-        texts = self._refresh(view)
+        cached = self._refresh(view)
+        texts = [c.text for c in cached]
         cluster: dict[Family, list[str]] = {f: [] for f in FAMILIES if not f.per_node}
-        for family, values, value in cluster_samples(view, (t.expiries for t in texts)):
+        for family, values, value in cluster_samples(view, (c.expiries for c in cached)):
             cluster[family].append(_line(family, values, value))
-        # Inflated and split into families on the compression threads (zlib releases the
-        # GIL), turned family-major by one call into C, and each column freed once
-        # joined: the text is held about once at any moment, not three times.
-        columns: list[tuple[bytes, ...] | None] = [()] * len(_NODE_FAMILIES)
-        if texts:
-            columns[:] = zip(*inflate_all([t.text for t in texts], FAMILY_END), strict=True)
-        out: list[bytes] = []
+        # One column per family: map(itemgetter) picks a slot from every node in C.
+        lines = [t.lines for t in texts]
+        fragments = [t.fragments for t in texts]
+        sums = [t.sums for t in texts]
+        body = GzipBody()
         for fam in FAMILIES:
-            if fam.per_node:
-                slot = _NODE_SLOT[fam]
-                column, columns[slot] = columns[slot], None
-                out.append(b"".join((fam.header, *(column or ()))))
+            body.text(fam.header)
+            if not fam.per_node:
+                body.text("".join(cluster[fam]).encode())
+            elif fam in _LINE_SLOT:
+                body.text(b"".join(map(itemgetter(_LINE_SLOT[fam]), lines)))
             else:
-                out.append(fam.header + "".join(cluster[fam]).encode())
-        return out
+                slot = _FRAGMENT_SLOT[fam]
+                body.fragments(
+                    list(map(itemgetter(slot), fragments)),
+                    list(map(itemgetter(2 * slot), sums)),
+                    list(map(itemgetter(2 * slot + 1), sums)),
+                )
+        return body.finish(), body.size
 
     def render(self, view: Published) -> bytes:
         """The text exposition of `view`; CPU-bound, call it from a worker thread."""
-        return b"".join(self.render_parts(view))
+        return zlib.decompress(self.render_gzip(view)[0], wbits=31)
 
 
 _default = Exposition()

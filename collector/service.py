@@ -136,7 +136,7 @@ class CollectorService:
             self.is_ready,
             provide_verdicts=self.verdicts_view,
             render=self.exposition.render,
-            render_parts=self.exposition.render_parts,
+            render_gzip=self.exposition.render_gzip,
         )
         self._preparer: asyncio.Task[None] | None = None
         self._created = time.monotonic()

@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector.compression import STORED_MAX_BYTES
 from collector.concerns.egress import issuer_cn
 from collector.config import LimitsConfig
-from collector.exposition import FAMILIES, FAMILY_END, Exposition, render, render_with_client
+from collector.exposition import FAMILIES, Exposition, render, render_with_client
 from collector.kube.facts import KubeFacts, KubeNode
 from collector.kube.platform_facts import (
     OK,
@@ -435,15 +436,27 @@ def test_any_state_renders_like_prometheus_client_and_parses(
 
 
 def test_the_cache_holds_each_node_compressed() -> None:
-    # Held per node between scrapes: the text compressed (an 8-GPU node's ~11 KB of lines
-    # in ~1 KB); a scrape inflates it and writes exactly the same exposition.
+    # Held per node between scrapes: one-line families as their line, the others each
+    # deflated on its own with its text's CRC-32 and size; a scrape copies them into the
+    # body and writes exactly the same exposition.
     view = golden_view()
     exposition = Exposition()
     text = exposition.render(view)
-    cached = list(exposition._nodes.values())
+    cached = [c.text for c in exposition._nodes.values()]
     assert cached
+    deflated = plain = 0
+    large: list[tuple[int, int]] = []  # (compressed, plain) of fragments too long to store
     for node in cached:
-        lines = zlib.decompress(node.text).split(FAMILY_END)
-        assert len(node.text) < sum(map(len, lines))
-        assert all(line in text for line in lines)
+        assert all(line.count(b"\n") <= 1 and line in text for line in node.lines)
+        for slot, fragment in enumerate(node.fragments):
+            # Not final (more of the stream follows it in a body): read as far as it goes.
+            lines = zlib.decompressobj(-15).decompress(fragment)
+            assert node.sums[2 * slot : 2 * slot + 2].tolist() == [zlib.crc32(lines), len(lines)]
+            assert lines in text
+            deflated += len(fragment)
+            plain += len(lines)
+            if len(lines) > STORED_MAX_BYTES:
+                large.append((len(fragment), len(lines)))
+    assert deflated < plain
+    assert large and sum(c for c, _ in large) < sum(p for _, p in large) / 3
     assert exposition.render(view) == text

@@ -7,7 +7,7 @@ import gzip
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -60,17 +60,17 @@ async def test_concurrent_scrapes_share_one_render(collector: CollectorService) 
     calls = 0
     started = threading.Event()
     gate = threading.Event()
-    # The seam /metrics renders through (the exposition, in parts per family).
-    original = collector.web.render_parts
+    # The seam /metrics renders through (the exposition as a gzip body).
+    original = collector.web.render_gzip
 
-    def slow_render(view: Published) -> Sequence[bytes]:
+    def slow_render(view: Published) -> tuple[bytes, int]:
         nonlocal calls
         calls += 1
         started.set()
         gate.wait(10)  # hold the first render until every scraper is waiting
         return original(view)
 
-    collector.web.render_parts = slow_render
+    collector.web.render_gzip = slow_render
     shared = collector.web._metrics
     original_get = shared.get
     waiting = 0
