@@ -188,7 +188,8 @@ def _line(family: Family, values: tuple[str, ...], value: float) -> str:
     return fmt % (*[_escape_memo(values[i]) for i in order], _value(value))
 
 
-@dataclass(frozen=True)
+# slots: one of each per node (a per-instance dict would cost more than the fields).
+@dataclass(frozen=True, slots=True)
 class NodeText:
     """One node's per-node families as /metrics keeps them between scrapes.
 
@@ -203,8 +204,13 @@ class NodeText:
     fragments: tuple[bytes, ...]  # per _FRAGMENT_FAMILIES slot
     sums: array[int]  # the fragments' texts' CRC-32 and size, two per slot
 
+    def __reduce__(self) -> tuple[type[NodeText], tuple[object, ...]]:
+        # By position: the encoder child sends one per changed node, and the slots
+        # dataclass default reads dataclasses.fields() per instance.
+        return (NodeText, (self.lines, self.fragments, self.sums))
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class _NodeText:
     """One node's rendered text and what it was rendered from."""
 
