@@ -53,6 +53,11 @@ PREPARE_INTERVAL_SECONDS = 1.0
 # Unscraped after that, nothing is formatted ahead (one render per accepted report
 # for no reader).
 PREPARE_WHILE_SCRAPED_SECONDS = 300.0
+# Once the scrape interval is known (two scrapes), formatting ahead runs only this long
+# before the next scrape is due: a node that reports several times between two scrapes
+# is formatted about once for the scrape that reads it, not once per report. A scrape
+# still formats whatever changed since, so it is never behind.
+PREPARE_LEAD_SECONDS = 3.0
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -319,9 +324,17 @@ class CollectorService:
             last = self._created
         return time.monotonic() - last <= PREPARE_WHILE_SCRAPED_SECONDS
 
-    async def prepare_metrics(self) -> bool:
-        """Pre-encodes the changed nodes' /metrics text if someone scrapes; True if it did."""
+    def prepare_due(self) -> bool:
+        """Whether to format changed nodes ahead now: someone scrapes, and the next scrape
+        is due within PREPARE_LEAD_SECONDS (or its interval is not known yet)."""
         if not self.scraped_recently():
+            return False
+        expected = self.web.next_scrape_expected()
+        return expected is None or time.monotonic() >= expected - PREPARE_LEAD_SECONDS
+
+    async def prepare_metrics(self) -> bool:
+        """Pre-encodes the changed nodes' /metrics text when due; True if it did."""
+        if not self.prepare_due():
             return False
         await asyncio.to_thread(self.exposition.prepare, self.current_view())
         return True

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -34,6 +35,10 @@ BODY_LINGER_SECONDS = 5.0
 # cannot take at once into that connection's buffer, so 200 slow scrapers of one 10 MB
 # body used to hold 200 copies of it; now each holds at most about one piece.
 WRITE_CHUNK_BYTES = 256 * 1024
+# Gaps kept between successive /metrics requests: the shortest is the interval after
+# which the next scrape is expected (two Prometheus servers interleaving make short and
+# long gaps; the shortest keeps both served warm).
+SCRAPE_GAPS_KEPT = 4
 # Strict JSON: NaN and Infinity are not JSON (validation keeps them out; this makes sure).
 _dumps = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
 
@@ -166,6 +171,7 @@ class WebApp:
         self._last_metrics: tuple[object, tuple[bytes, int]] | None = None
         # time.monotonic() of the last /metrics request (None: never scraped).
         self.last_scrape: float | None = None
+        self.scrape_gaps: deque[float] = deque(maxlen=SCRAPE_GAPS_KEPT)
         self._page = SharedRender(self._render_page)
         # The last verdict tuple served and its JSON list (see verdicts); encodes counted.
         self._verdicts_json: tuple[tuple[Verdict, ...], str] | None = None
@@ -209,8 +215,18 @@ class WebApp:
         # ~44 ms per 1000 nodes: off the event loop, so gRPC ingest never waits on it.
         return await asyncio.to_thread(render_status_page, self.provide())
 
+    def next_scrape_expected(self) -> float | None:
+        """time.monotonic() at which the next /metrics request is due if scrapes keep
+        their interval; None before two of them."""
+        if self.last_scrape is None or not self.scrape_gaps:
+            return None
+        return self.last_scrape + min(self.scrape_gaps)
+
     async def metrics(self, request: web.Request) -> web.StreamResponse:
-        self.last_scrape = time.monotonic()
+        now = time.monotonic()
+        if self.last_scrape is not None:
+            self.scrape_gaps.append(now - self.last_scrape)
+        self.last_scrape = now
         gzipped, size = await self._metrics.get()
         # Prometheus asks for gzip: the shared compressed body means 200 scrapers write
         # ~1/20 of the bytes, and the event loop (which answers /healthz) stays free.

@@ -138,3 +138,19 @@ async def test_a_plain_scrape_is_the_inflated_shared_body(collector: CollectorSe
     assert len(plain) == length > 2 * WRITE_CHUNK_BYTES
     assert gzip.decompress(compressed) == plain
     assert b'preflight_agent_up{node="node-399"} 1.0' in plain
+
+
+async def test_scrapes_tell_when_the_next_is_due(collector: CollectorService) -> None:
+    # What formatting ahead is timed by (CollectorService.prepare_due): the shortest of
+    # the last gaps between /metrics requests, counted from the last one.
+    web = collector.web
+    assert web.next_scrape_expected() is None
+    url = f"http://127.0.0.1:{collector.http_port}/metrics"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.get(url) as response:
+                assert response.status == 200
+            await asyncio.sleep(0.2)
+    assert len(web.scrape_gaps) == 2 and min(web.scrape_gaps) >= 0.2
+    assert web.last_scrape is not None
+    assert web.next_scrape_expected() == web.last_scrape + min(web.scrape_gaps)
