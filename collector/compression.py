@@ -27,7 +27,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = [
     "SLICE_BYTES",
-    "STORED_MAX_BYTES",
     "GzipBody",
     "crc32_combine",
     "deflate_fragment",
@@ -101,11 +100,6 @@ def gzip_parts(parts: Sequence[bytes], level: int = 1, slice_bytes: int = SLICE_
     return b"".join([_HEADER, *deflated, _FINAL_BLOCK, trailer])
 
 
-# A fragment of at most this many bytes of text is a stored block (5 bytes of header,
-# no compression): deflating ~100-250 bytes saves little, and a compressor costs 5-10 us
-# to set up and flush (measured), the bulk of a small fragment's price.
-STORED_MAX_BYTES = 256
-_STORED = struct.Struct("<BHH")
 _MASK = 0xFFFFFFFF
 # Zeros for crc32_combine (the longest fragment it has been asked about; grown on need).
 _zeros = memoryview(bytes(1 << 16))
@@ -116,8 +110,6 @@ def deflate_fragment(text: bytes, level: int = 1) -> bytes:
     final: fragments concatenate, in any order, into one valid deflate stream."""
     if not text:
         return b""
-    if len(text) <= STORED_MAX_BYTES:
-        return _STORED.pack(0, len(text), len(text) ^ 0xFFFF) + text
     compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
     return compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
 

@@ -28,8 +28,9 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import reduce
 from itertools import chain
-from operator import itemgetter
+from operator import and_, itemgetter, or_
 from typing import Protocol, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -66,14 +67,10 @@ __all__ = [
 # The families, in exposition order, come from the concern registry; each concern's
 # module owns its constants (collector.concerns.<name>), named, never positions.
 _NODE_FAMILIES = tuple(f for f in FAMILIES if f.per_node)
-# Position of each per-node family among them (formatting sorts lines by it).
+# Position of each per-node family among them: its slot in a node's NodeText.
 _NODE_SLOT = {f: slot for slot, f in enumerate(_NODE_FAMILIES)}
-# Families of one series per node (labels: node only), kept as their line (NodeText),
-# and the others, kept deflated; each with its position in NodeText's tuples.
-_LINE_SLOTS = tuple(_NODE_SLOT[f] for f in _NODE_FAMILIES if f.labels == ("node",))
-_FRAGMENT_SLOTS = tuple(_NODE_SLOT[f] for f in _NODE_FAMILIES if f.labels != ("node",))
-_LINE_SLOT = {_NODE_FAMILIES[s]: i for i, s in enumerate(_LINE_SLOTS)}
-_FRAGMENT_SLOT = {_NODE_FAMILIES[s]: i for i, s in enumerate(_FRAGMENT_SLOTS)}
+# Every slot's bit set (NodeText.plain).
+_ALL_PLAIN = (1 << len(_NODE_FAMILIES)) - 1
 _NODE_SAMPLES = tuple(c.node_samples for c in CONCERNS if c.node_samples is not None)
 _CLUSTER_SAMPLES = tuple(c.cluster_samples for c in CONCERNS if c.cluster_samples is not None)
 
@@ -188,26 +185,32 @@ def _line(family: Family, values: tuple[str, ...], value: float) -> str:
     return fmt % (*[_escape_memo(values[i]) for i in order], _value(value))
 
 
+# A node's text of one family up to this size is kept as it is and compressed at a
+# scrape with every other node's (a family of one or a few series per node: ~100-250
+# bytes, which deflate would barely shrink on their own); longer, it is kept deflated.
+PLAIN_MAX_BYTES = 256
+
+
 # slots: one of each per node (a per-instance dict would cost more than the fields).
 @dataclass(frozen=True, slots=True)
 class NodeText:
     """One node's per-node families as /metrics keeps them between scrapes.
 
-    A family that has one series per node (labels: node only) is kept as its line, and
-    compressed at a scrape together with every other node's; any other family's lines
-    are kept deflated on their own (compression.deflate_fragment), ready to be copied
-    into the body, with their text's CRC-32 and size. Uncompressed, the cache was most
-    of what the collector held per node (~12 KB for an 8-GPU node; this is ~3 KB).
+    Per family (its _NODE_SLOT): the node's lines as they are when short, compressed at
+    a scrape together with every other node's; else deflated on their own
+    (compression.deflate_fragment), copied into the body as they are, with their text's
+    CRC-32 and size. Uncompressed, the cache was most of what the collector held per
+    node (~12 KB for an 8-GPU node; this is ~3 KB).
     """
 
-    lines: tuple[bytes, ...]  # per _LINE_FAMILIES slot (b"" when the node has none)
-    fragments: tuple[bytes, ...]  # per _FRAGMENT_FAMILIES slot
-    sums: array[int]  # the fragments' texts' CRC-32 and size, two per slot
+    parts: tuple[bytes, ...]  # per slot: the lines, or their deflate fragment
+    plain: int  # bit `slot` set when parts[slot] is the lines themselves
+    sums: array[int]  # per slot the text's CRC-32 and size (0, 0 when plain)
 
     def __reduce__(self) -> tuple[type[NodeText], tuple[object, ...]]:
         # By position: the encoder child sends one per changed node, and the slots
         # dataclass default reads dataclasses.fields() per instance.
-        return (NodeText, (self.lines, self.fragments, self.sums))
+        return (NodeText, (self.parts, self.plain, self.sums))
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,16 +248,21 @@ EncoderBatch = Sequence[tuple[NodeEntry, int | None, str | None, bool]]
 
 
 def _node_text(samples: list[Sample]) -> NodeText:
-    parts: list[list[str]] = [[] for _ in _NODE_FAMILIES]
+    lines: list[list[str]] = [[] for _ in _NODE_FAMILIES]
     for family, values, value in samples:
-        parts[_NODE_SLOT[family]].append(_line(family, values, value))
-    lines = tuple(_joined(parts[slot]) for slot in _LINE_SLOTS)
-    texts = [_joined(parts[slot]) for slot in _FRAGMENT_SLOTS]
+        lines[_NODE_SLOT[family]].append(_line(family, values, value))
+    parts = []
+    plain = 0
     sums = array("I")
-    for text in texts:
-        sums.append(zlib.crc32(text))
-        sums.append(len(text))
-    return NodeText(lines, tuple(deflate_fragment(t) for t in texts), sums)
+    for slot, text in enumerate(map(_joined, lines)):
+        if len(text) <= PLAIN_MAX_BYTES:
+            parts.append(text)
+            plain |= 1 << slot
+            sums.extend((0, 0))
+        else:
+            parts.append(deflate_fragment(text))
+            sums.extend((zlib.crc32(text), len(text)))
+    return NodeText(tuple(parts), plain, sums)
 
 
 def _joined(lines: list[str]) -> bytes:
@@ -409,11 +417,12 @@ class Exposition:
     def render_gzip(self, view: Published) -> tuple[bytes, int]:
         """(the exposition of `view` as one gzip member, its size uncompressed).
 
-        Per family in order: the one-line families' lines of every node, and the
-        cluster-wide families, joined and compressed on the compression threads; every
-        other family's nodes' fragments copied as they were cached, their CRC-32s
-        combined. Nothing cached is inflated or compressed again, and the text is never
-        held whole.
+        Per family in order: where every node's part is plain (and for the cluster-wide
+        families), the text joined and compressed on the compression threads; where
+        every node's is a fragment, the fragments copied as they were cached, their
+        CRC-32s combined; a family mixing both (a node with more series than the
+        others), node by node. Nothing cached is inflated or compressed again, and the
+        text is never held whole.
         """
         cached = self._refresh(view)
         texts = [c.text for c in cached]
@@ -423,29 +432,62 @@ class Exposition:
         distinct = {id(c.expiries): c.expiries for c in cached}.values()
         for family, values, value in cluster_samples(view, distinct):
             cluster[family].append(_line(family, values, value))
+        # Slots plain at every node, and at some node.
+        every = reduce(and_, (t.plain for t in texts), _ALL_PLAIN)
+        some = reduce(or_, (t.plain for t in texts), 0)
         # One column per family: map(itemgetter) picks a slot from every node in C.
-        lines = [t.lines for t in texts]
-        fragments = [t.fragments for t in texts]
+        parts = [t.parts for t in texts]
         sums = [t.sums for t in texts]
         body = GzipBody()
         for fam in FAMILIES:
             body.text(fam.header)
             if not fam.per_node:
                 body.text("".join(cluster[fam]).encode())
-            elif fam in _LINE_SLOT:
-                body.text(b"".join(map(itemgetter(_LINE_SLOT[fam]), lines)))
-            else:
-                slot = _FRAGMENT_SLOT[fam]
+                continue
+            slot = _NODE_SLOT[fam]
+            bit = 1 << slot
+            if every & bit:
+                body.text(b"".join(map(itemgetter(slot), parts)))
+            elif not some & bit:
                 body.fragments(
-                    list(map(itemgetter(slot), fragments)),
+                    list(map(itemgetter(slot), parts)),
                     list(map(itemgetter(2 * slot), sums)),
                     list(map(itemgetter(2 * slot + 1), sums)),
                 )
+            else:
+                _mixed_column(body, texts, slot)
         return body.finish(), body.size
 
     def render(self, view: Published) -> bytes:
         """The text exposition of `view`; CPU-bound, call it from a worker thread."""
         return zlib.decompress(self.render_gzip(view)[0], wbits=31)
+
+
+def _mixed_column(body: GzipBody, texts: list[NodeText], slot: int) -> None:
+    """A family whose part is plain at some nodes and deflated at others, made all one
+    kind, the kind most nodes have: the few others inflated, or deflated, here."""
+    bit = 1 << slot
+    plain = [bool(t.plain & bit) for t in texts]
+    if 2 * sum(plain) >= len(texts):
+        body.text(
+            b"".join(
+                t.parts[slot] if is_plain else zlib.decompressobj(-15).decompress(t.parts[slot])
+                for t, is_plain in zip(texts, plain, strict=True)
+            )
+        )
+        return
+    fragments, crcs, sizes = [], [], []
+    for t, is_plain in zip(texts, plain, strict=True):
+        part = t.parts[slot]
+        if is_plain:
+            fragments.append(deflate_fragment(part))
+            crcs.append(zlib.crc32(part))
+            sizes.append(len(part))
+        else:
+            fragments.append(part)
+            crcs.append(t.sums[2 * slot])
+            sizes.append(t.sums[2 * slot + 1])
+    body.fragments(fragments, crcs, sizes)
 
 
 _default = Exposition()
