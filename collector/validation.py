@@ -329,6 +329,18 @@ class _Compiler:
     def _child(self, field: FieldDescriptor, value: str, where: str, variant: int) -> list[str]:
         """Checks a sub-message with the cheapest variant its serialized size allows."""
         child = _message_type(field)
+        if all(not f.is_repeated and _kind(f) in (_NUMBER, _OTHER) for f in child.fields):
+            # Only numbers to check (a phase's duration): inline, no call per item (~5 us
+            # of the 35 phases of an 8-GPU report), the same check in every variant.
+            numbers = [f.name for f in child.fields if _kind(f) == _NUMBER]
+            lines = []
+            for name in sorted(numbers, key=lambda n: child.fields_by_name[n].number):
+                lines += [
+                    f"n = {value}.{name}",
+                    "if not 0.0 <= n <= MAX_SECONDS:",
+                    f"    c.number(({where}, {name!r}, -1), n)",
+                ]
+            return lines or ["pass"]
         size_only = self._is_size_only(child)
         if variant == FULL:
             full, lean = self.function(child, FULL), self.function(child, LEAN)
