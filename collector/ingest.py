@@ -341,18 +341,19 @@ class ReportServicer:
         if due:
             log.warning("%s report: %s: %s", verb, reason, detail[:500])
 
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        return {
+            "Report": grpc.stream_unary_rpc_method_handler(
+                self.report_stream,
+                # Both raw: the report is decoded by the handler, the ack assembled.
+                request_deserializer=None,
+                response_serializer=None,
+            )
+        }
+
     def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(
-            SERVICE_NAME,
-            {
-                "Report": grpc.stream_unary_rpc_method_handler(
-                    self.report_stream,
-                    # Both raw: the report is decoded by the handler, the ack assembled.
-                    request_deserializer=None,
-                    response_serializer=None,
-                )
-            },
-        )
+        """The same methods as a generic handler (for a server that looks them up per call)."""
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, self.method_handlers())
 
 
 class GrpcServer:
@@ -398,7 +399,9 @@ def start_grpc_server(
         options=[("grpc.max_receive_message_length", ceiling)],
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
-    server.add_generic_rpc_handlers((servicer.handler(),))
+    # Registered, not generic: gRPC finds the handler of a registered method by its name
+    # in a dict, where a generic handler is asked per call (and builds its lookup key).
+    server.add_registered_method_handlers(SERVICE_NAME, servicer.method_handlers())
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
