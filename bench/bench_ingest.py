@@ -687,8 +687,10 @@ def measure_saturated(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, 
             g.stdin.flush()
         loaders = [psutil.Process(g.pid) for g in generators]
         cpu0, load0 = cpu_by_process(proc), sum(cpu_seconds(p) for p in loaders)
+        main0 = proc.cpu_times()
         time.sleep(args.seconds)
         cpu1, load1 = cpu_by_process(proc), sum(cpu_seconds(p) for p in loaders)
+        main1 = proc.cpu_times()
         load_after = os.getloadavg()
         results = []
         for g in generators:
@@ -720,6 +722,9 @@ def measure_saturated(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, 
         "collector_cores_by_process": {k: round(v / args.seconds, 3) for k, v in cpu.items()},
         "accepted_per_cpu_s": accepted / max(total, 1e-9),
         "accepted_per_cpu_s_main_process": accepted / max(cpu.get("collector", 0.0), 1e-9),
+        # Kernel time of the main process (thread hand-offs, the GIL's futexes, sockets).
+        "main_process_system_share": (main1.system - main0.system)
+        / max(main1.user + main1.system - main0.user - main0.system, 1e-9),
         # The load generators share the machine: on 2 vCPUs they take about the other core.
         "generator_cores": (load1 - load0) / args.seconds,
         "report_p50_ms": 1000 * percentile(latencies, 0.5),
