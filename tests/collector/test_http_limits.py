@@ -112,12 +112,15 @@ async def test_gzip_scrapes_get_the_shared_compressed_body(collector: CollectorS
     await send(collector, report(name="node-a"))
     url = f"http://127.0.0.1:{collector.http_port}/metrics"
     async with aiohttp.ClientSession(auto_decompress=False) as session:
-        async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
-            assert response.headers.get("Content-Encoding") == "gzip"
-            compressed = await response.read()
-        async with session.get(url, headers={"Accept-Encoding": "identity"}) as response:
-            assert "Content-Encoding" not in response.headers
-            plain = await response.read()
+        for _ in range(5):  # until both come from one body (a judging makes a new one)
+            async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
+                assert response.headers.get("Content-Encoding") == "gzip"
+                compressed = await response.read()
+            async with session.get(url, headers={"Accept-Encoding": "identity"}) as response:
+                assert "Content-Encoding" not in response.headers
+                plain = await response.read()
+            if gzip.decompress(compressed) == plain:
+                break
     assert b"preflight_agent_up" in plain
     assert gzip.decompress(compressed) == plain
     assert len(compressed) * 2 < len(plain)
@@ -130,11 +133,16 @@ async def test_a_plain_scrape_is_the_inflated_shared_body(collector: CollectorSe
         collector.state.accept(full_report(f"node-{i:03d}", pci=8, driver=8), time.time())
     url = f"http://127.0.0.1:{collector.http_port}/metrics"
     async with aiohttp.ClientSession(auto_decompress=False) as session:
-        async with session.get(url, headers={"Accept-Encoding": "identity"}) as response:
-            length = int(response.headers["Content-Length"])
-            plain = await response.read()
-        async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
-            compressed = await response.read()
+        # A judging between the two requests makes a new body (its time is in the text):
+        # the pair is asked again until both were answered from one body.
+        for _ in range(5):
+            async with session.get(url, headers={"Accept-Encoding": "identity"}) as response:
+                length = int(response.headers["Content-Length"])
+                plain = await response.read()
+            async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
+                compressed = await response.read()
+            if gzip.decompress(compressed) == plain:
+                break
     assert len(plain) == length > 2 * WRITE_CHUNK_BYTES
     assert gzip.decompress(compressed) == plain
     assert b'preflight_agent_up{node="node-399"} 1.0' in plain
