@@ -33,13 +33,16 @@ flight per generator process (more than the collector's handler threads), for
 capacity per core with the fixed per-second work amortised over as many reports as the
 collector takes: the figure issue 15's goal (>= 3,000) is about. The collector's rate
 limit is raised for it (min_report_interval 1 ms, still checked per report); Report
-p50/p99 there are the queue at saturation, not an agent's latency.
+p50/p99 there are the queue at saturation, not an agent's latency. With
+`--saturate-scrape-every S` the collector is also scraped every S seconds (twice before
+the phase), as a monitored one is: it then formats /metrics text for the scrapes, not
+for every report (collector.service.PREPARE_LEAD_SECONDS).
 
 Loopback only, bounded durations, stops by itself. Not part of `make test`.
 Run: .venv/bin/python bench/bench_ingest.py [--sizes 1000,5000] [--seconds 30]
      [--heartbeat 10] [--workers 2] [--change-rate 0.01]
      .venv/bin/python bench/bench_ingest.py --saturate [--sizes 1000,10000] [--seconds 20]
-     [--inflight 32] [--collector-source DIR]
+     [--inflight 32] [--saturate-scrape-every 30] [--collector-source DIR]
 """
 
 from __future__ import annotations
@@ -668,6 +671,23 @@ def measure_saturated(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, 
             )
         for g in generators:
             assert g.stdout is not None and g.stdout.readline().strip() == "ready"
+        # Scraped like a monitored collector (--saturate-scrape-every): two scrapes before
+        # the phase, so the collector knows the interval its /metrics text is read at.
+        scrapes: list[tuple[float, float]] = []  # (started wall, seconds)
+        scraping = threading.Event()
+
+        def scraper() -> None:
+            while not scraping.wait(0 if not scrapes else args.saturate_scrape_every):
+                started = time.time()
+                seconds, _ = scrape(f"{http}/metrics")
+                scrapes.append((started, seconds))
+
+        scrape_thread = None
+        if args.saturate_scrape_every > 0:
+            scrape_thread = threading.Thread(target=scraper)
+            scrape_thread.start()
+            while len(scrapes) < 2:
+                time.sleep(0.2)
         spy = None
         if args.py_spy:
             spy = subprocess.Popen(
@@ -685,6 +705,7 @@ def measure_saturated(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, 
             assert g.stdin is not None
             g.stdin.write("go\n")
             g.stdin.flush()
+        begin = time.time()
         loaders = [psutil.Process(g.pid) for g in generators]
         cpu0, load0 = cpu_by_process(proc), sum(cpu_seconds(p) for p in loaders)
         main0 = proc.cpu_times()
@@ -692,6 +713,9 @@ def measure_saturated(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, 
         cpu1, load1 = cpu_by_process(proc), sum(cpu_seconds(p) for p in loaders)
         main1 = proc.cpu_times()
         load_after = os.getloadavg()
+        scraping.set()
+        if scrape_thread is not None:
+            scrape_thread.join(300)
         results = []
         for g in generators:
             out, _err = g.communicate(timeout=300)
@@ -729,6 +753,9 @@ def measure_saturated(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, 
         "generator_cores": (load1 - load0) / args.seconds,
         "report_p50_ms": 1000 * percentile(latencies, 0.5),
         "report_p99_ms": 1000 * percentile(latencies, 0.99),
+        "scrape_every_s": args.saturate_scrape_every,
+        "scrapes_in_phase": len([1 for t, _ in scrapes if t >= begin]),
+        "scrape_median_s": percentile([d for t, d in scrapes if t >= begin], 0.5),
         "errors": errors,
         "rejected_since_start": refused,
         "collector_warnings": len(warnings),
@@ -894,6 +921,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--inflight", type=int, default=32, help="--saturate: calls in flight per generator"
+    )
+    parser.add_argument(
+        "--saturate-scrape-every",
+        type=float,
+        default=0.0,
+        help="--saturate: scrape /metrics this often (s; 0: never), as Prometheus would",
     )
     parser.add_argument(
         "--handler-stage",
