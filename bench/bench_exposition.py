@@ -17,7 +17,7 @@ two mounts, hardware and GPUs, through the real ClusterState. Two parts:
    /metrics every second (back to back when a scrape takes longer); p50/p99 of the
    RPCs. Same with the naive Gauges wired in (updated inside Report, rendered by
    generate_latest in a worker thread). The benchmark sets the service's
-   `web.render_parts` (what /metrics renders through) to choose the variant.
+   `web.render_gzip` (what /metrics renders through) to choose the variant.
 
 Loopback only, bounded durations, stops by itself. Not part of `make test`.
 Run: .venv/bin/python bench/bench_exposition.py [--sizes 100,1000,5000,10000]
@@ -278,7 +278,7 @@ async def serve_and_measure(
 
         service.state.accept = accept_and_set  # type: ignore[method-assign]
         service.web.render = gauges.render
-        service.web.render_parts = lambda view: (gauges.render(view),)
+        service.web.render_gzip = service.web._gzip_rendered
         # Nothing to pre-encode for: the naive registry renders at scrape time.
         service.exposition.prepare = lambda view: None  # type: ignore[method-assign]
     # Otherwise the service's own Exposition, pre-encoded in the background as shipped.

@@ -13,7 +13,10 @@ calls in flight). Side by side in one run, the server shapes Preflight could use
 - `sync-stream-N`: the synchronous server, a stream-unary handler on N threads (what
   the collector runs since 2026-12-02: an oversize report still reaches it, empty);
 - `sync-first-N`: the same, reading only the first message (not waiting for the end of
-  the request stream).
+  the request stream);
+- `sync-registered-N`: `sync-first-N` registered by method name
+  (`add_registered_method_handlers`, what the collector runs since 2026-12-02 afternoon)
+  instead of as a generic handler asked per call.
 
 The client sends unary calls whatever the server's shape (the wire is the same, and it
 is what agents send); `--client matching` sends request-streaming calls to the stream
@@ -52,6 +55,10 @@ def _same(data: bytes) -> bytes:
 
 
 def _handler(shape: str) -> grpc.GenericRpcHandler:
+    return grpc.method_handlers_generic_handler("bench.Overhead", {"Report": _method(shape)})
+
+
+def _method(shape: str) -> grpc.RpcMethodHandler:
     if shape == "aio-stream":
 
         async def stream(requests: AsyncIterator[bytes], _context: Any) -> bytes:
@@ -66,7 +73,7 @@ def _handler(shape: str) -> grpc.GenericRpcHandler:
             return ACK
 
         handler = grpc.unary_unary_rpc_method_handler(unary, _same, _same)
-    elif shape.startswith("sync-first-"):
+    elif shape.startswith(("sync-first-", "sync-registered-")):
 
         def sync_first(requests: Iterator[bytes], _context: Any) -> bytes:
             next(requests, None)  # the one message only: no wait for the end of the stream
@@ -87,7 +94,7 @@ def _handler(shape: str) -> grpc.GenericRpcHandler:
             return ACK
 
         handler = grpc.unary_unary_rpc_method_handler(sync_unary, _same, _same)
-    return grpc.method_handlers_generic_handler("bench.Overhead", {"Report": handler})
+    return handler
 
 
 def serve(shape: str) -> None:
@@ -106,7 +113,11 @@ def serve(shape: str) -> None:
         return
     workers = int(shape.rsplit("-", 1)[1])
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
-    server.add_generic_rpc_handlers((_handler(shape),))
+    if shape.startswith("sync-registered-"):
+        # What collector/ingest.py registers since 2026-12-02 (afternoon): found by name.
+        server.add_registered_method_handlers("bench.Overhead", {"Report": _method(shape)})
+    else:
+        server.add_generic_rpc_handlers((_handler(shape),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, flush=True)

@@ -21,9 +21,28 @@ Also: collector RSS per node (RSS after the run minus RSS of the idle collector,
 N), and verdict latency: an extra agent flips a target down and up again, and the time
 from its accepted Report to the change in /api/v1/verdicts is measured.
 
+Those two phases offer the agents' real rate (N / heartbeat reports/s plus the changes):
+there the collector's fixed per-second work (judging once a second, formatting the text
+of the nodes that reported) dominates, and "reports per collector CPU-second" is a
+figure of that rate, not of what a core can take. `--saturate` measures the capacity
+instead, with a collector of its own: after every node's first report, the generators
+send the N nodes' reports round robin (heartbeats, the same change reports per second
+as above, sent first) as fast as the collector answers, with `--inflight` calls in
+flight per generator process (more than the collector's handler threads), for
+`--seconds`. Its "accepted reports per collector CPU-second" (children included) is a
+capacity per core with the fixed per-second work amortised over as many reports as the
+collector takes: the figure issue 15's goal (>= 3,000) is about. The collector's rate
+limit is raised for it (min_report_interval 1 ms, still checked per report); Report
+p50/p99 there are the queue at saturation, not an agent's latency. With
+`--saturate-scrape-every S` the collector is also scraped every S seconds (twice before
+the phase), as a monitored one is: it then formats /metrics text for the scrapes, not
+for every report (collector.service.PREPARE_LEAD_SECONDS).
+
 Loopback only, bounded durations, stops by itself. Not part of `make test`.
 Run: .venv/bin/python bench/bench_ingest.py [--sizes 1000,5000] [--seconds 30]
      [--heartbeat 10] [--workers 2] [--change-rate 0.01]
+     .venv/bin/python bench/bench_ingest.py --saturate [--sizes 1000,10000] [--seconds 20]
+     [--inflight 32] [--saturate-scrape-every 30] [--collector-source DIR]
 """
 
 from __future__ import annotations
@@ -31,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import itertools
 import json
 import os
 import random
@@ -239,6 +259,79 @@ async def generate(spec: dict[str, Any]) -> dict[str, Any]:
     return {"samples": samples, "errors": errors, "accepted": accepted}
 
 
+async def saturate(spec: dict[str, Any]) -> dict[str, Any]:
+    """One load-generator process at saturation: nodes [first, last) round robin, as fast
+    as the collector answers, `inflight` calls outstanding, for `duration` seconds.
+
+    Each node's message is built once and re-serialized per send with the next sequence
+    and the current sent_at (a few microseconds; building one costs ~0.5 ms), so that the
+    generators spend their CPU on gRPC, not on protobuf: they share the machine with the
+    collector. Calls go out as bytes (the wire of a unary call, as agents send).
+    """
+    rng = random.Random(spec["first"])
+    nodes = list(range(spec["first"], spec["last"]))
+    channels = [
+        grpc.aio.insecure_channel(spec["address"], options=[("grpc.enable_http_proxy", 0)])
+        for _ in range(max(1, len(nodes) // AGENTS_PER_CHANNEL))
+    ]
+    calls = [c.unary_unary("/preflight.v1.Collector/Report") for c in channels]
+    down: dict[int, frozenset[str]] = dict.fromkeys(nodes, frozenset())
+    messages = {i: make_report(node_name(i), node_name(i + 1), 0, down[i]) for i in nodes}
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    window = [0.0, float("inf")]  # completions counted in [begin, end)
+    accepted = 0
+
+    async def send(i: int) -> None:
+        nonlocal accepted
+        message = messages[i]
+        message.sequence += 1
+        message.sent_at.FromNanoseconds(time.time_ns())
+        started = time.perf_counter()
+        try:
+            await calls[i % len(calls)](message.SerializeToString(), timeout=60)
+        except grpc.aio.AioRpcError as error:
+            if window[0] <= time.perf_counter() < window[1]:
+                key = error.code().name
+                if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    key += f" ({' '.join((error.details() or '').split()[:2])})"
+                errors[key] = errors.get(key, 0) + 1
+            return
+        done = time.perf_counter()
+        if window[0] <= done < window[1]:
+            accepted += 1
+            latencies.append(round(done - started, 6))
+
+    for start in range(0, len(nodes), 500):
+        await asyncio.gather(*(send(i) for i in nodes[start : start + 500]))
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    begin = time.perf_counter()
+    window[:] = [begin, begin + spec["duration"]]
+    changes: list[int] = []  # nodes whose change report is due: sent before heartbeats
+    cursor = itertools.cycle(nodes)
+
+    async def changer() -> None:
+        while time.perf_counter() < window[1]:
+            # Report-on-change: the same share of the nodes per second as the heartbeat
+            # phases, each flipping one target; their reports jump the round robin.
+            for i in rng.sample(nodes, max(1, int(len(nodes) * spec["change_rate"]))):
+                down[i] = down[i] ^ {rng.choice(TARGETS)}
+                sequence = messages[i].sequence
+                messages[i] = make_report(node_name(i), node_name(i + 1), sequence, down[i])
+                changes.append(i)
+            await asyncio.sleep(1.0)
+
+    async def worker() -> None:
+        while time.perf_counter() < window[1]:
+            await send(changes.pop() if changes else next(cursor))
+
+    await asyncio.gather(changer(), *(worker() for _ in range(spec["inflight"])))
+    for c in channels:
+        await c.close()
+    return {"latencies": latencies, "errors": errors, "accepted": accepted}
+
+
 # ------------------------------------------------------------------ measuring process
 
 
@@ -269,6 +362,19 @@ def rss_by_process(process: psutil.Process) -> dict[str, float]:
             out[name] = out.get(name, 0.0) + p.memory_info().rss / 2**20
         except psutil.NoSuchProcess:
             continue
+    return out
+
+
+def cpu_by_process(process: psutil.Process) -> dict[str, float]:
+    """User + system CPU seconds of the collector and of each child, by what it runs."""
+    out: dict[str, float] = {}
+    for p in (process, *process.children(recursive=True)):
+        try:
+            name = next((a for a in p.cmdline() if a.startswith("collector.")), "collector")
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        out[name] = out.get(name, 0.0) + t.user + t.system
     return out
 
 
@@ -329,7 +435,10 @@ async def verdict_latencies(
     await channel.close()
 
 
-def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def start_collector(
+    n: int, args: argparse.Namespace, tmp: Path, limits: dict[str, Any] | None = None
+) -> tuple[subprocess.Popen[bytes], int, str]:
+    """The collector process for N nodes, listening: (process, gRPC port, HTTP base URL)."""
     grpc_port, http_port = free_port(), free_port()
     config = tmp / f"collector-{n}.yaml"
     config.write_text(
@@ -339,7 +448,7 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "heartbeat_interval": f"{args.heartbeat}s",
                 "kubernetes": {"mode": "none"},
                 # The bench measures capacity, not the default bounds (max_nodes 5,000).
-                "limits": {"max_nodes": n + 10, "max_state_bytes": 1 << 30},
+                "limits": {"max_nodes": n + 10, "max_state_bytes": 1 << 30, **(limits or {})},
             }
         )
     )
@@ -361,13 +470,18 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         env = {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{source / 'proto'}"}
     collector = subprocess.Popen(command, stdout=log, stderr=log, env=env)
     http = f"http://127.0.0.1:{http_port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"{http}/healthz", timeout=2).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return collector, grpc_port, http
+
+
+def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    collector, grpc_port, http = start_collector(n, args, tmp)
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{http}/healthz", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.1)
         proc = psutil.Process(collector.pid)
         # The encoder child imports for about a second after the collector listens.
         time.sleep(3.0)
@@ -513,6 +627,214 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
 
 
+def rejections(http: str) -> dict[str, float]:
+    """The collector's own refusals since it started, by reason (from /metrics)."""
+    request = urllib.request.Request(f"{http}/metrics", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        text = gzip.decompress(response.read()).decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("preflight_reports_rejected_total{"):
+            labels, value = line.rsplit(" ", 1)
+            if float(value):
+                out[labels.split('reason="', 1)[1].split('"', 1)[0]] = float(value)
+    return out
+
+
+def measure_saturated(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The --saturate phase: N nodes' reports as fast as the collector answers them."""
+    # Still checked per report, never binding: 1,000 nodes at ~3,000 reports/s is 3 a node.
+    collector, grpc_port, http = start_collector(
+        n, args, tmp, {"min_report_interval": 0.001, "report_burst": 100}
+    )
+    try:
+        proc = psutil.Process(collector.pid)
+        time.sleep(3.0)  # the children import after the collector listens
+        share = -(-n // args.workers)
+        generators = []
+        for w in range(args.workers):
+            spec = {
+                "address": f"127.0.0.1:{grpc_port}",
+                "first": w * share,
+                "last": min(n, (w + 1) * share),
+                "duration": args.seconds,
+                "change_rate": args.change_rate,
+                "inflight": args.inflight,
+            }
+            generators.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, "--saturate-generator", json.dumps(spec)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        for g in generators:
+            assert g.stdout is not None and g.stdout.readline().strip() == "ready"
+        # Scraped like a monitored collector (--saturate-scrape-every): two scrapes before
+        # the phase, so the collector knows the interval its /metrics text is read at.
+        scrapes: list[tuple[float, float]] = []  # (started wall, seconds)
+        scraping = threading.Event()
+
+        def scraper() -> None:
+            while not scraping.wait(0 if not scrapes else args.saturate_scrape_every):
+                started = time.time()
+                seconds, _ = scrape(f"{http}/metrics")
+                scrapes.append((started, seconds))
+
+        scrape_thread = None
+        if args.saturate_scrape_every > 0:
+            scrape_thread = threading.Thread(target=scraper)
+            scrape_thread.start()
+            while len(scrapes) < 2:
+                time.sleep(0.2)
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen(
+                [
+                    *(str(BIN / "py-spy"), "record", "--pid", str(collector.pid)),
+                    *("--format", "raw", "--duration", str(int(args.seconds))),
+                    *("--rate", "200", "--nonblocking", "--gil", "--threads"),
+                    *("-o", f"{args.py_spy}-{n}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        load_before = os.getloadavg()
+        for g in generators:
+            assert g.stdin is not None
+            g.stdin.write("go\n")
+            g.stdin.flush()
+        begin = time.time()
+        loaders = [psutil.Process(g.pid) for g in generators]
+        cpu0, load0 = cpu_by_process(proc), sum(cpu_seconds(p) for p in loaders)
+        main0 = proc.cpu_times()
+        time.sleep(args.seconds)
+        cpu1, load1 = cpu_by_process(proc), sum(cpu_seconds(p) for p in loaders)
+        main1 = proc.cpu_times()
+        load_after = os.getloadavg()
+        scraping.set()
+        if scrape_thread is not None:
+            scrape_thread.join(300)
+        results = []
+        for g in generators:
+            out, _err = g.communicate(timeout=300)
+            results.append(json.loads(out.splitlines()[-1]))
+        if spy is not None:
+            spy.wait(60)
+        refused = rejections(http)
+    finally:
+        collector.terminate()
+        collector.wait(30)
+    # What the collector warned about (a judging child that did not answer, say).
+    logged = (tmp / f"collector-{n}.log").read_text(errors="replace").splitlines()
+    warnings = [line[:200] for line in logged if "WARNING" in line or "ERROR" in line]
+    latencies = [lat for r in results for lat in r["latencies"]]
+    errors: dict[str, int] = {}
+    for r in results:
+        for code, count in r["errors"].items():
+            errors[code] = errors.get(code, 0) + count
+    accepted = sum(r["accepted"] for r in results)
+    cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
+    total = sum(cpu.values())
+    return {
+        "nodes": n,
+        "mode": "saturate",
+        "inflight": args.inflight * args.workers,
+        "accepted_per_s": accepted / args.seconds,
+        "collector_cores": total / args.seconds,
+        "collector_cores_by_process": {k: round(v / args.seconds, 3) for k, v in cpu.items()},
+        "accepted_per_cpu_s": accepted / max(total, 1e-9),
+        "accepted_per_cpu_s_main_process": accepted / max(cpu.get("collector", 0.0), 1e-9),
+        # Kernel time of the main process (thread hand-offs, the GIL's futexes, sockets).
+        "main_process_system_share": (main1.system - main0.system)
+        / max(main1.user + main1.system - main0.user - main0.system, 1e-9),
+        # The load generators share the machine: on 2 vCPUs they take about the other core.
+        "generator_cores": (load1 - load0) / args.seconds,
+        "report_p50_ms": 1000 * percentile(latencies, 0.5),
+        "report_p99_ms": 1000 * percentile(latencies, 0.99),
+        "scrape_every_s": args.saturate_scrape_every,
+        "scrapes_in_phase": len([1 for t, _ in scrapes if t >= begin]),
+        "scrape_median_s": percentile([d for t, d in scrapes if t >= begin], 0.5),
+        "errors": errors,
+        "rejected_since_start": refused,
+        "collector_warnings": len(warnings),
+        "collector_warnings_first": warnings[:3],
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+    }
+
+
+class _StandInContext:
+    """What the Report handler reads of a gRPC call, for the in-process handler stage."""
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def time_remaining(self) -> float:
+        return 60.0
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise RuntimeError(f"{code}: {details}")
+
+
+def handler_cost(n: int, rounds: int = 7) -> dict[str, float]:
+    """CPU microseconds per report of the Report handler's own work, in process, one
+    thread: authenticate, decode, rate limit, validate, store, the ack serialized as gRPC
+    would (the gRPC call itself not included). N nodes of the bench's shape, each round
+    one new report per node (next sequence, current sent_at); min and median of rounds."""
+    from collector.config import CollectorConfig, LimitsConfig, ListenConfig
+    from collector.service import CollectorService
+
+    config = CollectorConfig(
+        listen=ListenConfig(grpc="127.0.0.1:0", http="127.0.0.1:0"),
+        limits=LimitsConfig(
+            max_nodes=n + 10,
+            max_state_bytes=1 << 30,
+            min_report_interval=0.001,
+            report_burst=100,
+        ),
+    )
+    servicer = CollectorService(config).servicer
+    handler = servicer.handler()
+    [method] = [
+        h
+        for h in [handler.service(_CallDetails("/preflight.v1.Collector/Report"))]
+        if h is not None
+    ]
+    serialize = method.response_serializer or (lambda answer: answer)
+    messages = [make_report(node_name(i), node_name(i + 1), 0, frozenset()) for i in range(n)]
+    context = _StandInContext()
+    per_round = []
+    for _ in range(rounds + 1):
+        raws = []
+        for m in messages:
+            m.sequence += 1
+            m.sent_at.FromNanoseconds(time.time_ns())
+            raws.append(m.SerializeToString())
+        started = time.process_time()
+        for raw in raws:
+            serialize(method.stream_unary(iter((raw,)), context))
+        per_round.append(1e6 * (time.process_time() - started) / n)
+    timed = sorted(per_round[1:])  # the first round fills the state
+    import collector
+
+    return {
+        "handler_us_min": timed[0],
+        "handler_us_median": timed[len(timed) // 2],
+        "collector_from": str(Path(collector.__file__).parent),
+    }
+
+
+class _CallDetails(grpc.HandlerCallDetails):
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
 def stages(n: int) -> dict[str, Any]:
     """In-process costs of each stage of one report's way, and of the per-second work,
     for N nodes of the benchmark's shape (best of several runs; one CPU)."""
@@ -544,6 +866,7 @@ def stages(n: int) -> dict[str, Any]:
     sample = raws[:500]
     limits = config.limits
     row: dict[str, Any] = {"nodes": n, "report_bytes": len(raws[0])}
+    row.update(handler_cost(min(n, 2000)))
     decoded = [pb.NodeReport.FromString(r) for r in sample]
     row["decode_us"] = 1e6 * best(lambda: [pb.NodeReport.FromString(r) for r in sample]) / 500
     row["validate_us"] = 1e6 * best(lambda: [validate(m, limits, now) for m in decoded]) / 500
@@ -567,8 +890,7 @@ def stages(n: int) -> dict[str, Any]:
     published = service.current_view()
     row["metrics_cold_s"] = best(lambda: type(service.exposition)().render(published), 2)
     service.exposition.render(published)
-    row["metrics_warm_s"] = best(lambda: list(service.exposition.render_parts(published)))
-    row["metrics_warm_gzip_s"] = best(lambda: service.web._render_compressed(published))
+    row["metrics_warm_gzip_s"] = best(lambda: service.exposition.render_gzip(published))
     return row
 
 
@@ -592,19 +914,46 @@ def main() -> None:
     parser.add_argument(
         "--stages", action="store_true", help="in-process cost of each stage, no processes"
     )
+    parser.add_argument(
+        "--saturate",
+        action="store_true",
+        help="capacity: reports as fast as the collector answers, instead of the two phases",
+    )
+    parser.add_argument(
+        "--inflight", type=int, default=32, help="--saturate: calls in flight per generator"
+    )
+    parser.add_argument(
+        "--saturate-scrape-every",
+        type=float,
+        default=0.0,
+        help="--saturate: scrape /metrics this often (s; 0: never), as Prometheus would",
+    )
+    parser.add_argument(
+        "--handler-stage",
+        action="store_true",
+        help="only the in-process cost of the Report handler (of --stages), no processes",
+    )
     parser.add_argument("--generator", help=argparse.SUPPRESS)
+    parser.add_argument("--saturate-generator", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.stages:
+    if args.stages or args.handler_stage:
+        if args.collector_source:
+            # That tree's collector in this process (its stages, for before/after).
+            sys.path.insert(0, str(Path(args.collector_source).resolve()))
         for n in (int(s) for s in args.sizes.split(",")):
-            print(json.dumps(stages(n)), flush=True)
+            row = {"nodes": n, **handler_cost(n)} if args.handler_stage else stages(n)
+            print(json.dumps(row), flush=True)
         return
     if args.generator:
         print(json.dumps(asyncio.run(generate(json.loads(args.generator)))), flush=True)
         return
+    if args.saturate_generator:
+        print(json.dumps(asyncio.run(saturate(json.loads(args.saturate_generator)))), flush=True)
+        return
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
-            row = measure(n, args, Path(tmp))
+            row = (measure_saturated if args.saturate else measure)(n, args, Path(tmp))
             print(json.dumps(row), flush=True)
 
 

@@ -138,8 +138,9 @@ class ChildProcess:
             self._stop()
 
 
-def serve(what: str, handle: Callable[[object], object]) -> None:
-    """A child's main: answers every message with `handle(message)` until EOF."""
+def serve(what: str, handle: Callable[[object], object], niceness: int = CHILD_NICENESS) -> None:
+    """A child's main: answers every message with `handle(message)` until EOF, at
+    `niceness` below the collector's CPU priority."""
     parser = argparse.ArgumentParser(description=f"the collector's {what} process")
     parser.add_argument("--fd", type=int, required=True, help="the socket to the collector")
     connection = Connection(parser.parse_args().fd)
@@ -148,7 +149,7 @@ def serve(what: str, handle: Callable[[object], object]) -> None:
     fix_mmap_threshold()
     # Behind ingest for the CPU: a Report handler in the parent gets a core before this
     # background work does (it only makes verdicts or /metrics text a little later).
-    os.setpriority(os.PRIO_PROCESS, 0, CHILD_NICENESS)
+    os.setpriority(os.PRIO_PROCESS, 0, niceness)
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s %(levelname)s %(name)s ({what}): %(message)s"
     )

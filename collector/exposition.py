@@ -6,15 +6,15 @@ byte for byte (a test checks it):
 
 - `SnapshotCollector`, a prometheus_client custom collector over the view, for anyone
   who wants the series in a registry;
-- `Exposition.render`, what /metrics serves: it writes the text itself and keeps each
-  node's lines (compressed, its families one after another) until that node's entry
-  changes; formatting may run in a child process (collector.encoder).
+- `Exposition.render_gzip`, what /metrics serves: it writes the text itself and keeps
+  each node's lines (NodeText: most of them deflated, family by family) until that
+  node's entry changes; formatting may run in a child process (collector.encoder).
   NodeEntry reports are immutable and replaced on every accepted report, so the cache
   key is the entry's report bytes object (plus receipt time, staleness and the node's
   allocatable GPUs, which live outside the report); only a changed node's report is
-  decoded. A scrape then costs inflating and joining cached text plus the few cluster-wide
-  families, instead of formatting every series again while holding the GIL (which the
-  gRPC event loop needs too).
+  decoded. A scrape then copies cached compressed bytes into one gzip member
+  (collector.compression.GzipBody) plus the few cluster-wide families, instead of
+  formatting every series again while holding the GIL (which gRPC's handlers need too).
 
 Families keep prometheus_client's order and layout: HELP and TYPE once per family,
 every family contiguous, labels sorted by name, values formatted like Go.
@@ -25,9 +25,12 @@ from __future__ import annotations
 import threading
 import time
 import zlib
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import reduce
 from itertools import chain
+from operator import and_, itemgetter, or_
 from typing import Protocol, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -35,7 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from collector.compression import inflate_all
+from collector.compression import GzipBody, deflate_fragment
 from collector.concerns import CONCERNS, FAMILIES, Family, Sample
 from collector.concerns.egress import node_cert_expiries
 from collector.concerns.judging import unusable_samples
@@ -50,6 +53,7 @@ __all__ = [
     "EncoderBatch",
     "Exposition",
     "Family",
+    "NodeText",
     "Sample",
     "SnapshotCollector",
     "cluster_samples",
@@ -63,8 +67,10 @@ __all__ = [
 # The families, in exposition order, come from the concern registry; each concern's
 # module owns its constants (collector.concerns.<name>), named, never positions.
 _NODE_FAMILIES = tuple(f for f in FAMILIES if f.per_node)
-# Position of each per-node family within a node's cached chunks.
+# Position of each per-node family among them: its slot in a node's NodeText.
 _NODE_SLOT = {f: slot for slot, f in enumerate(_NODE_FAMILIES)}
+# Every slot's bit set (NodeText.plain).
+_ALL_PLAIN = (1 << len(_NODE_FAMILIES)) - 1
 _NODE_SAMPLES = tuple(c.node_samples for c in CONCERNS if c.node_samples is not None)
 _CLUSTER_SAMPLES = tuple(c.cluster_samples for c in CONCERNS if c.cluster_samples is not None)
 
@@ -179,19 +185,44 @@ def _line(family: Family, values: tuple[str, ...], value: float) -> str:
     return fmt % (*[_escape_memo(values[i]) for i in order], _value(value))
 
 
-@dataclass(frozen=True)
+# A node's text of one family up to this size is kept as it is and compressed at a
+# scrape with every other node's (a family of one or a few series per node: ~100-250
+# bytes, which deflate would barely shrink on their own); longer, it is kept deflated.
+PLAIN_MAX_BYTES = 256
+
+
+# slots: one of each per node (a per-instance dict would cost more than the fields).
+@dataclass(frozen=True, slots=True)
+class NodeText:
+    """One node's per-node families as /metrics keeps them between scrapes.
+
+    Per family (its _NODE_SLOT): the node's lines as they are when short, compressed at
+    a scrape together with every other node's; else deflated on their own
+    (compression.deflate_fragment), copied into the body as they are, with their text's
+    CRC-32 and size. Uncompressed, the cache was most of what the collector held per
+    node (~12 KB for an 8-GPU node; this is ~3 KB).
+    """
+
+    parts: tuple[bytes, ...]  # per slot: the lines, or their deflate fragment
+    plain: int  # bit `slot` set when parts[slot] is the lines themselves
+    sums: array[int]  # per slot the text's CRC-32 and size (0, 0 when plain)
+
+    def __reduce__(self) -> tuple[type[NodeText], tuple[object, ...]]:
+        # By position: the encoder child sends one per changed node, and the slots
+        # dataclass default reads dataclasses.fields() per instance.
+        return (NodeText, (self.parts, self.plain, self.sums))
+
+
+@dataclass(frozen=True, slots=True)
 class _NodeText:
-    """One node's rendered lines and what they were rendered from."""
+    """One node's rendered text and what it was rendered from."""
 
     raw: bytes  # the entry's report bytes, compared by identity
     received_at: float
     up: bool
     allocatable_gpus: int | None
     expected_plan: str | None
-    # Its per-node families' lines in _NODE_SLOT order, joined with FAMILY_END between
-    # them, compressed (zlib: ~1 KB for the ~11 KB of an 8-GPU node; uncompressed, the
-    # cache was most of what the collector holds per node).
-    text: bytes
+    text: NodeText
     expiries: dict[str, float]
     marked: bool  # marked unusable by the rules
 
@@ -208,17 +239,34 @@ class _NodeText:
         )
 
 
-# One node's formatted text (compressed, as _NodeText holds it), its certificate
-# expiries, and how many faults formatting it hit (its data could not be rendered and it
-# shows as unusable). What collector.encoder's child sends back.
-Encoded = tuple[bytes, dict[str, float], int]
-# zlib level of the cached text: level 1 is within 10 % of level 6's size at half the CPU.
-TEXT_LEVEL = 1
-# Between two families' lines in a node's cached text: a byte UTF-8 never contains, so
-# one C-level split gives the families back.
-FAMILY_END = b"\xff"
+# One node's formatted text, its certificate expiries, and how many faults formatting
+# it hit (its data could not be rendered and it shows as unusable). What
+# collector.encoder's child sends back.
+Encoded = tuple[NodeText, dict[str, float], int]
 # What an encoder formats: (entry, allocatable GPUs, expected plan, marked unusable) each.
 EncoderBatch = Sequence[tuple[NodeEntry, int | None, str | None, bool]]
+
+
+def _node_text(samples: list[Sample]) -> NodeText:
+    lines: list[list[str]] = [[] for _ in _NODE_FAMILIES]
+    for family, values, value in samples:
+        lines[_NODE_SLOT[family]].append(_line(family, values, value))
+    parts = []
+    plain = 0
+    sums = array("I")
+    for slot, text in enumerate(map(_joined, lines)):
+        if len(text) <= PLAIN_MAX_BYTES:
+            parts.append(text)
+            plain |= 1 << slot
+            sums.extend((0, 0))
+        else:
+            parts.append(deflate_fragment(text))
+            sums.extend((zlib.crc32(text), len(text)))
+    return NodeText(tuple(parts), plain, sums)
+
+
+def _joined(lines: list[str]) -> bytes:
+    return "".join(lines).encode() if lines else b""
 
 
 def encode_node(
@@ -234,23 +282,31 @@ def encode_node(
     sent over a pipe, and the parent formats the same bytes with it when the child is
     not there.
     """
-
-    def text(samples: list[Sample]) -> bytes:
-        parts: list[list[str]] = [[] for _ in _NODE_FAMILIES]
-        for family, values, value in samples:
-            parts[_NODE_SLOT[family]].append(_line(family, values, value))
-        return zlib.compress(FAMILY_END.join("".join(p).encode() for p in parts), TEXT_LEVEL)
-
     samples, expiries, faulted = _samples_or_unusable(node, allocatable_gpus, plan, marked, faults)
 
-    def unusable_text(_reason: str) -> bytes:
+    def unusable_text(_reason: str) -> NodeText:
         nonlocal faulted
         faulted += 1
-        return text(unusable_samples(node))
+        return _node_text(unusable_samples(node))
 
     # Formatting can raise too (it is where a bad value would show): same fallback.
-    packed = faults.guard("metrics", node.name, lambda: text(samples), unusable_text)
-    return packed, expiries, faulted
+    text = faults.guard("metrics", node.name, lambda: _node_text(samples), unusable_text)
+    return text, expiries, faulted
+
+
+# Equal certificate expiry maps, kept once: every node of a cluster sees the same
+# certificates, so 10,000 nodes hold a handful of maps. Bounded: emptied when full.
+_EXPIRY_MAPS: dict[tuple[tuple[str, float], ...], dict[str, float]] = {}
+
+
+def _shared_expiries(expiries: dict[str, float]) -> dict[str, float]:
+    key = tuple(sorted(expiries.items()))
+    shared = _EXPIRY_MAPS.get(key)
+    if shared is None:
+        if len(_EXPIRY_MAPS) >= _MEMO_MAX:
+            _EXPIRY_MAPS.clear()
+        shared = _EXPIRY_MAPS[key] = expiries
+    return shared
 
 
 # Background pre-encoding (Exposition.prepare) renders this many changed nodes in
@@ -280,7 +336,7 @@ class Exposition:
     the cache is replaced as a whole, never mutated in place, and it keeps only the
     nodes of the latest view, so nodes that left take their series and memory along.
     `prepare` fills the cache ahead of a scrape (the service calls it about once a
-    second while someone scrapes), so that a scrape is mostly a join of cached bytes.
+    second while someone scrapes), so that a scrape is mostly a copy of cached bytes.
     """
 
     def __init__(self, encoder: Encoder | None = None) -> None:
@@ -327,7 +383,7 @@ class Exposition:
                     allocatable_gpus=its_gpus,
                     expected_plan=its_plan,
                     text=packed,
-                    expiries=expiries,
+                    expiries=_shared_expiries(expiries),
                     marked=its_mark,
                 )
         texts = cast(dict[str, _NodeText], current)
@@ -358,35 +414,80 @@ class Exposition:
         """
         self._refresh(view, pause=lambda: time.sleep(PREPARE_PAUSE_SECONDS))
 
-    def render_parts(self, view: Published) -> list[bytes]:
-        """The text exposition of `view` as one bytes object per family, in order.
+    def render_gzip(self, view: Published) -> tuple[bytes, int]:
+        """(the exposition of `view` as one gzip member, its size uncompressed).
 
-        Joined per family, never into one body here: one join of ~100 MB (10,000 nodes)
-        holds the GIL for its whole length; ~40 joins of a few MB each do not.
+        Per family in order: where every node's part is plain (and for the cluster-wide
+        families), the text joined and compressed on the compression threads; where
+        every node's is a fragment, the fragments copied as they were cached, their
+        CRC-32s combined; a family mixing both (a node with more series than the
+        others), node by node. Nothing cached is inflated or compressed again, and the
+        text is never held whole.
         """
-        texts = self._refresh(view)
+        cached = self._refresh(view)
+        texts = [c.text for c in cached]
         cluster: dict[Family, list[str]] = {f: [] for f in FAMILIES if not f.per_node}
-        for family, values, value in cluster_samples(view, (t.expiries for t in texts)):
+        # Each distinct expiry map once (they are shared, _shared_expiries): the earliest
+        # expiry per target is the same over 10 maps as over 10,000 references to them.
+        distinct = {id(c.expiries): c.expiries for c in cached}.values()
+        for family, values, value in cluster_samples(view, distinct):
             cluster[family].append(_line(family, values, value))
-        # Inflated and split into families on the compression threads (zlib releases the
-        # GIL), turned family-major by one call into C, and each column freed once
-        # joined: the text is held about once at any moment, not three times.
-        columns: list[tuple[bytes, ...] | None] = [()] * len(_NODE_FAMILIES)
-        if texts:
-            columns[:] = zip(*inflate_all([t.text for t in texts], FAMILY_END), strict=True)
-        out: list[bytes] = []
+        # Slots plain at every node, and at some node.
+        every = reduce(and_, (t.plain for t in texts), _ALL_PLAIN)
+        some = reduce(or_, (t.plain for t in texts), 0)
+        # One column per family: map(itemgetter) picks a slot from every node in C.
+        parts = [t.parts for t in texts]
+        sums = [t.sums for t in texts]
+        body = GzipBody()
         for fam in FAMILIES:
-            if fam.per_node:
-                slot = _NODE_SLOT[fam]
-                column, columns[slot] = columns[slot], None
-                out.append(b"".join((fam.header, *(column or ()))))
+            body.text(fam.header)
+            if not fam.per_node:
+                body.text("".join(cluster[fam]).encode())
+                continue
+            slot = _NODE_SLOT[fam]
+            bit = 1 << slot
+            if every & bit:
+                body.text(b"".join(map(itemgetter(slot), parts)))
+            elif not some & bit:
+                body.fragments(
+                    list(map(itemgetter(slot), parts)),
+                    list(map(itemgetter(2 * slot), sums)),
+                    list(map(itemgetter(2 * slot + 1), sums)),
+                )
             else:
-                out.append(fam.header + "".join(cluster[fam]).encode())
-        return out
+                _mixed_column(body, texts, slot)
+        return body.finish(), body.size
 
     def render(self, view: Published) -> bytes:
         """The text exposition of `view`; CPU-bound, call it from a worker thread."""
-        return b"".join(self.render_parts(view))
+        return zlib.decompress(self.render_gzip(view)[0], wbits=31)
+
+
+def _mixed_column(body: GzipBody, texts: list[NodeText], slot: int) -> None:
+    """A family whose part is plain at some nodes and deflated at others, made all one
+    kind, the kind most nodes have: the few others inflated, or deflated, here."""
+    bit = 1 << slot
+    plain = [bool(t.plain & bit) for t in texts]
+    if 2 * sum(plain) >= len(texts):
+        body.text(
+            b"".join(
+                t.parts[slot] if is_plain else zlib.decompressobj(-15).decompress(t.parts[slot])
+                for t, is_plain in zip(texts, plain, strict=True)
+            )
+        )
+        return
+    fragments, crcs, sizes = [], [], []
+    for t, is_plain in zip(texts, plain, strict=True):
+        part = t.parts[slot]
+        if is_plain:
+            fragments.append(deflate_fragment(part))
+            crcs.append(zlib.crc32(part))
+            sizes.append(len(part))
+        else:
+            fragments.append(part)
+            crcs.append(t.sums[2 * slot])
+            sizes.append(t.sums[2 * slot + 1])
+    body.fragments(fragments, crcs, sizes)
 
 
 _default = Exposition()

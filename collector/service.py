@@ -54,6 +54,15 @@ PREPARE_INTERVAL_SECONDS = 1.0
 # Unscraped after that, nothing is formatted ahead (one render per accepted report
 # for no reader).
 PREPARE_WHILE_SCRAPED_SECONDS = 300.0
+# Once the scrape interval is known (two scrapes), formatting ahead runs only this long
+# before the next scrape is due, plus twice what the longest recent pre-encoding took
+# (at a high report rate nearly every node changes between two scrapes, and all of them
+# must be formatted before the scrape): a node that reports several times between two
+# scrapes is formatted about once for the scrape that reads it, not once per report. A
+# scrape still formats whatever changed since, so it is never behind.
+PREPARE_LEAD_SECONDS = 3.0
+# How fast the longest recent pre-encoding is forgotten, per pre-encoding.
+PREPARE_TOOK_DECAY = 0.9
 
 
 _up = attrgetter("up")
@@ -140,10 +149,12 @@ class CollectorService:
             self.is_ready,
             provide_verdicts=self.verdicts_view,
             render=self.exposition.render,
-            render_parts=self.exposition.render_parts,
+            render_gzip=self.exposition.render_gzip,
         )
         self._preparer: asyncio.Task[None] | None = None
         self._created = time.monotonic()
+        # The longest recent pre-encoding, in seconds (decaying; see PREPARE_LEAD_SECONDS).
+        self.prepare_took = 0.0
         self._grpc: GrpcServer | None = None
         self._http: web.AppRunner | None = None
         self.grpc_port = 0
@@ -323,11 +334,23 @@ class CollectorService:
             last = self._created
         return time.monotonic() - last <= PREPARE_WHILE_SCRAPED_SECONDS
 
-    async def prepare_metrics(self) -> bool:
-        """Pre-encodes the changed nodes' /metrics text if someone scrapes; True if it did."""
+    def prepare_due(self) -> bool:
+        """Whether to format changed nodes ahead now: someone scrapes, and the next scrape
+        is due within its lead (PREPARE_LEAD_SECONDS; or its interval is not known yet)."""
         if not self.scraped_recently():
             return False
+        expected = self.web.next_scrape_expected()
+        lead = PREPARE_LEAD_SECONDS + 2 * self.prepare_took
+        return expected is None or time.monotonic() >= expected - lead
+
+    async def prepare_metrics(self) -> bool:
+        """Pre-encodes the changed nodes' /metrics text when due; True if it did."""
+        if not self.prepare_due():
+            return False
+        started = time.monotonic()
         await asyncio.to_thread(self.exposition.prepare, self.current_view())
+        took = time.monotonic() - started
+        self.prepare_took = max(took, PREPARE_TOOK_DECAY * self.prepare_took)
         return True
 
     async def _prepare_forever(self) -> None:

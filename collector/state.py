@@ -226,7 +226,6 @@ class ClusterState:
         # A reason outside the closed set is a bug; still counted rather than crashing ingest.
         self._rejected[reason] = self._rejected.get(reason, 0) + 1
 
-    @_locked
     def accept(
         self,
         report: pb.NodeReport,
@@ -242,18 +241,59 @@ class ClusterState:
         `report` was decoded from (ingest has them; kept as they are unless validation
         shortened a text, else the report is encoded again). `size` (the length it
         arrived in) is not needed any more: the bound counts the bytes kept.
+
+        What depends on the report alone (validation, ~90 us of an 8-GPU report, and
+        what the entry takes from it) is done before taking the lock: handler threads do
+        it side by side instead of queueing for the lock behind one another's. The
+        reasons keep their order (validation, then unknown_node, then the state's own).
         """
         if validate(report, self.limits, now):
             raw = None  # free text was cut: the bytes no longer say what is stored
-        if known_nodes is not None and report.node_name not in known_nodes:
-            raise Rejected("unknown_node", f"{report.node_name!r} is not a Kubernetes node")
-        previous = self._nodes.get(report.node_name)
+        name = report.node_name
+        if known_nodes is not None and name not in known_nodes:
+            raise Rejected("unknown_node", f"{name!r} is not a Kubernetes node")
+        if raw is None:
+            raw = report.SerializeToString()
+        # Validated timestamps are in range: protobuf's ToNanoseconds() would check that
+        # again in Python; the same arithmetic, so the same floats.
+        sent = report.sent_at
+        sent_at = (
+            (sent.seconds * 1_000_000_000 + sent.nanos) / 1e9 if report.HasField("sent_at") else now
+        )
+        probed: list[str] = []
+        reached: list[tuple[str, float]] = []
+        for e in report.egress:
+            target = e.target
+            probed.append(target)
+            if e.outcome == pb.OUTCOME_UP:
+                started = e.started_at
+                # Interned: every node names the same targets, and each read of a field
+                # of a message makes a new str; kept once, not once per node.
+                reached.append(
+                    (intern(target), (started.seconds * 1_000_000_000 + started.nanos) / 1e9 or now)
+                )
+        with self._lock:
+            self._admit(
+                name, raw, now, report.instance_id, report.sequence, sent_at, probed, reached
+            )
+
+    def _admit(
+        self,
+        name: str,
+        raw: bytes,
+        now: float,
+        instance_id: str,
+        sequence: int,
+        sent_at: float,
+        probed: list[str],
+        reached: list[tuple[str, float]],
+    ) -> None:
+        """accept's part under the lock: the bounds, the sequence rule, the entry."""
+        previous = self._nodes.get(name)
         if previous is None and len(self._nodes) >= self.limits.max_nodes:
             raise Rejected(
                 "too_many_nodes", f"already {len(self._nodes)} nodes, limit {self.limits.max_nodes}"
             )
-        if raw is None:
-            raw = report.SerializeToString()
         held = self._bytes - (len(previous.raw) if previous is not None else 0)
         if held + len(raw) > self.limits.max_state_bytes:
             limit = self.limits.max_state_bytes
@@ -267,38 +307,31 @@ class ClusterState:
         # from a snapshot therefore cannot shut the node's agent out for longer.
         if (
             previous is not None
-            and previous.instance_id == report.instance_id
-            and report.sequence < previous.sequence
+            and previous.instance_id == instance_id
+            and sequence < previous.sequence
             and now - previous.received_at < self.heartbeat_interval
         ):
             raise Rejected(
                 "sequence_regressed",
-                f"sequence {report.sequence} after {previous.sequence} "
-                f"for instance {report.instance_id}",
+                f"sequence {sequence} after {previous.sequence} for instance {instance_id}",
             )
         self._received += 1
-        sent_at = report.sent_at.ToNanoseconds() / 1e9 if report.HasField("sent_at") else now
         # Only targets the node still probes: a target its new plan dropped takes its
         # series along (kept while a probed target is down, though).
-        probed = {e.target for e in report.egress}
         last_success = {t: at for t, at in previous.last_success if t in probed} if previous else {}
-        for e in report.egress:
-            if e.outcome == pb.OUTCOME_UP:
-                # Interned: every node names the same targets, and each read of a field
-                # of a message makes a new str; kept once, not once per node.
-                last_success[intern(e.target)] = e.started_at.ToNanoseconds() / 1e9 or now
+        last_success.update(reached)
         self._bytes = held + len(raw)
         if previous is None:
             self._order = None
-        self._nodes[report.node_name] = NodeEntry(
-            name=report.node_name,
+        self._nodes[name] = NodeEntry(
+            name=name,
             raw=raw,
             received_at=now,
             clock_skew_seconds=sent_at - now,
             first_seen=previous.first_seen if previous else now,
             last_success=tuple(sorted(last_success.items())),
-            instance_id=report.instance_id,
-            sequence=report.sequence,
+            instance_id=instance_id,
+            sequence=sequence,
         )
         self.version += 1
 

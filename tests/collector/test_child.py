@@ -1,24 +1,40 @@
-"""A helper process (collector/child.py): lower CPU priority, a new generation per child."""
+"""A helper process (collector/child.py): its CPU priority, a new generation per child."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
 from collector import child as child_module
-from collector.encoder import EncoderProcess
+from collector.encoder import ENCODER_NICENESS, EncoderProcess
+from collector.judging_process import JudgingProcess
 
 
-def test_a_child_runs_behind_the_collector_for_the_cpu() -> None:
-    encoder = EncoderProcess()
+def _priority_settles_at(pid: int, expected: int) -> bool:
+    # A child sets its priority once it has imported (about a second here).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if os.getpriority(os.PRIO_PROCESS, pid) == expected:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_judging_child_runs_behind_the_collector_and_the_encoder_beside_it() -> None:
+    # Judging may wait; a scrape waits for the encoder, so it is not put behind ingest.
+    judging, encoder = JudgingProcess(), EncoderProcess()
     try:
+        judging.child.start()
         assert encoder.encode([]) == []  # started, imported, answered
-        pid = encoder.child.pid
-        assert pid is not None
         ours = os.getpriority(os.PRIO_PROCESS, 0)
-        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, ours + child_module.CHILD_NICENESS)
+        assert judging.child.pid is not None and encoder.child.pid is not None
+        behind = min(19, ours + child_module.CHILD_NICENESS)
+        assert _priority_settles_at(judging.child.pid, behind)
+        assert os.getpriority(os.PRIO_PROCESS, encoder.child.pid) == ours + ENCODER_NICENESS == ours
     finally:
+        judging.close()
         encoder.close()
 
 

@@ -20,7 +20,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.concerns.egress import issuer_cn
 from collector.config import LimitsConfig
-from collector.exposition import FAMILIES, FAMILY_END, Exposition, render, render_with_client
+from collector.exposition import (
+    _NODE_FAMILIES,
+    FAMILIES,
+    PLAIN_MAX_BYTES,
+    Exposition,
+    render,
+    render_with_client,
+)
 from collector.kube.facts import KubeFacts, KubeNode
 from collector.kube.platform_facts import (
     OK,
@@ -435,15 +442,55 @@ def test_any_state_renders_like_prometheus_client_and_parses(
 
 
 def test_the_cache_holds_each_node_compressed() -> None:
-    # Held per node between scrapes: the text compressed (an 8-GPU node's ~11 KB of lines
-    # in ~1 KB); a scrape inflates it and writes exactly the same exposition.
+    # Held per node between scrapes: a family's short text as it is, a longer one
+    # deflated on its own with its text's CRC-32 and size; a scrape lays them into the
+    # body and writes exactly the same exposition.
     view = golden_view()
     exposition = Exposition()
     text = exposition.render(view)
-    cached = list(exposition._nodes.values())
+    cached = [c.text for c in exposition._nodes.values()]
     assert cached
+    deflated = plain = 0
     for node in cached:
-        lines = zlib.decompress(node.text).split(FAMILY_END)
-        assert len(node.text) < sum(map(len, lines))
-        assert all(line in text for line in lines)
+        for slot, part in enumerate(node.parts):
+            if node.plain & (1 << slot):
+                assert len(part) <= PLAIN_MAX_BYTES and part in text
+                continue
+            # Not final (more of the stream follows it in a body): read as far as it goes.
+            lines = zlib.decompressobj(-15).decompress(part)
+            assert len(lines) > PLAIN_MAX_BYTES and lines in text
+            assert node.sums[2 * slot : 2 * slot + 2].tolist() == [zlib.crc32(lines), len(lines)]
+            deflated += len(part)
+            plain += len(lines)
+    assert plain and deflated < plain / 3
     assert exposition.render(view) == text
+
+
+@pytest.mark.parametrize("long_nodes", [1, 3])
+def test_a_family_long_at_some_nodes_and_short_at_others_renders_the_same(
+    long_nodes: int,
+) -> None:
+    # One family kept plain at some nodes and deflated at others (more mounts there):
+    # both ways of laying out such a column (by the majority kind) write the reference.
+    state = ClusterState(LimitsConfig(), 30.0, 3, 300.0)
+    for i in range(4):
+        count = 8 if i < long_nodes else 1
+        r = pb.NodeReport(
+            node_name=f"node-{i}",
+            instance_id="i",
+            sequence=1,
+            sent_at=ts(T0),
+            hardware=hardware(8, 2**30),
+        )
+        r.mounts.extend(
+            mount(f"/mnt/share-{k:02d}", pb.MOUNT_STATE_MOUNTED, pb.WRITE_CHECK_OK, 1)
+            for k in range(count)
+        )
+        state.accept(r, T0)
+    view = Published(state=state.snapshot(T0), verdicts=(), ready=(("install", True),))
+    exposition = Exposition()
+    text = exposition.render(view)
+    slot = next(s for s, f in enumerate(_NODE_FAMILIES) if f.name == "preflight_mount_up")
+    kinds = [bool(c.text.plain & (1 << slot)) for c in exposition._nodes.values()]
+    assert sorted(kinds) == [False] * long_nodes + [True] * (4 - long_nodes)
+    assert text == render_with_client(view)

@@ -17,7 +17,11 @@ from hypothesis import strategies as st
 from collector.config import CollectorConfig, LimitsConfig, ListenConfig
 from collector.exposition import Exposition
 from collector.published import Published
-from collector.service import PREPARE_WHILE_SCRAPED_SECONDS, CollectorService
+from collector.service import (
+    PREPARE_LEAD_SECONDS,
+    PREPARE_WHILE_SCRAPED_SECONDS,
+    CollectorService,
+)
 from collector.state import ClusterState
 from preflight.v1 import report_pb2 as pb
 from tests.support.builders import T0, egress_down, egress_up, hardware, ts
@@ -97,3 +101,36 @@ async def test_the_service_pre_encodes_only_while_scraped() -> None:
     # A scrape long ago (beyond PREPARE_WHILE_SCRAPED_SECONDS) no longer counts.
     service.web.last_scrape = time.monotonic() - PREPARE_WHILE_SCRAPED_SECONDS - 1
     assert not await service.prepare_metrics()
+
+
+async def test_with_a_known_scrape_interval_the_service_formats_just_before_the_scrape() -> None:
+    config = CollectorConfig(listen=ListenConfig(grpc="127.0.0.1:0", http="127.0.0.1:0"))
+    service = CollectorService(config)
+    now = time.time()
+    interval = 60.0
+    # Scraped every 60 s, the last one 10 s ago: the next is due in 50 s.
+    service.web.scrape_gaps.extend([interval, interval])
+    service.web.last_scrape = time.monotonic() - 10.0
+    for sequence in range(1, 4):
+        service.state.accept(_report("n0", sequence % 2, sequence, now), now)
+        assert not await service.prepare_metrics()
+    assert service.exposition.misses == 0
+    # Within PREPARE_LEAD_SECONDS of it: formatted once, for the three reports.
+    service.web.last_scrape = time.monotonic() - interval + PREPARE_LEAD_SECONDS / 2
+    assert await service.prepare_metrics()
+    assert service.exposition.misses == 1
+    # A pre-encoding that took long (most nodes changed since the last scrape, at a high
+    # report rate) starts the next one earlier, by twice its time.
+    service.prepare_took = 5.0
+    service.web.last_scrape = time.monotonic() - interval + PREPARE_LEAD_SECONDS + 8.0
+    service.state.accept(_report("n0", 1, 5, now), now)
+    assert await service.prepare_metrics()
+    assert service.exposition.misses == 2
+    service.prepare_took = 0.0
+    # A scrape due later than the shortest gap says is still prepared for on time (two
+    # Prometheus servers at different offsets: gaps of 50 and 10 s).
+    service.web.scrape_gaps.extend([50.0, 10.0])
+    service.web.last_scrape = time.monotonic() - 10.0 + PREPARE_LEAD_SECONDS / 2
+    service.state.accept(_report("n1", 0, 9, now), now)
+    assert await service.prepare_metrics()
+    assert service.exposition.misses == 3

@@ -106,3 +106,83 @@ def test_long_text_deep_in_a_small_message_is_still_cut() -> None:
     assert len(message.egress[-1].message) == LimitsConfig().max_text_length
     assert message.egress[-1].message.endswith(validation.ELLIPSIS)
     assert len(message.egress[-1].certificate.dns_names[0]) == LimitsConfig().max_text_length
+
+
+def _eight_gpus() -> pb.GpuFacts:
+    gpus = pb.GpuFacts(pci_scanned=True, pci_count=8, driver_version="550.54.15")
+    for k in range(8):
+        bus = f"0000:{0x18 + k * 0x10:02x}:00.0"
+        gpus.pci_devices.add(address=bus, vendor_id="0x10de", kernel_driver="nvidia")
+        gpus.devices.add(index=k, uuid=f"GPU-{k}", name="NVIDIA H100 80GB HBM3", pci_bus_id=bus)
+        gpus.kernel_gpus.add(bus_location=bus, model="NVIDIA H100 80GB HBM3")
+    return gpus
+
+
+def _with_gpus(message: pb.NodeReport, gpus: pb.GpuFacts) -> pb.NodeReport:
+    copy = pb.NodeReport()
+    copy.CopyFrom(message)
+    copy.gpus.CopyFrom(gpus)
+    return copy
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(message=messages(pb.NodeReport.DESCRIPTOR), limits=LIMITS)
+def test_remembered_gpu_facts_change_no_outcome(
+    message: pb.NodeReport, limits: LimitsConfig
+) -> None:
+    # Any report, its own GPU facts remembered (checked once already, passed or not), or
+    # known-good GPU facts put into it: every outcome is the walk's, every time.
+    message.node_name = message.node_name or "n"
+    for candidate in (message, _with_gpus(message, _eight_gpus())):
+        for _ in range(2):
+            ours = outcome(validation.validate, candidate, limits)
+            assert ours == outcome(reference.validate, candidate, limits)
+
+
+def test_gpu_facts_are_checked_once_and_then_recognised() -> None:
+    limits = LimitsConfig()
+    gpus = _eight_gpus()
+    gpus.driver_message = "first seen " + str(time.time_ns())  # not remembered by any test
+    known = []
+    for sequence in (1, 2, 3):
+        message = _with_gpus(report("n"), gpus)
+        message.sequence = sequence
+        check = validation._Checks(limits, NOW)
+        validation._check_report(message, None, check)
+        validation._check_names(message, check.phases, check.known)
+        validation.validate(message, limits, NOW)  # remembers them, as ingest does
+        known.append(check.known)
+    assert known == [False, True, True]
+
+
+def test_gpu_facts_with_a_duplicate_are_never_remembered() -> None:
+    limits = LimitsConfig()
+    gpus = _eight_gpus()
+    gpus.devices[1].index = 0
+    gpus.driver_message = "duplicate " + str(time.time_ns())
+    for _ in range(3):
+        with pytest.raises(validation.Rejected) as refused:
+            validation.validate(_with_gpus(report("n"), gpus), limits, NOW)
+        assert refused.value.reason == "duplicate_name"
+
+
+def test_gpu_facts_with_a_cut_text_are_not_remembered_cut() -> None:
+    # A text cut changes the report: its GPU facts are remembered only as they arrived
+    # when nothing was cut, so a second report is cut again, not waved through.
+    limits = LimitsConfig()
+    gpus = _eight_gpus()
+    gpus.driver_message = "m" * (limits.max_text_length + 10)
+    for _ in range(2):
+        message = _with_gpus(report("n"), gpus)
+        assert validation.validate(message, limits, NOW) is True
+        assert len(message.gpus.driver_message) == limits.max_text_length
+
+
+def test_remembered_digests_stay_bounded() -> None:
+    limits = LimitsConfig(max_nodes=10)
+    for i in range(100):
+        gpus = _eight_gpus()
+        gpus.driver_message = f"bounded {i}"
+        validation.validate(_with_gpus(report("n"), gpus), limits, NOW)
+        key = (limits.max_label_length, limits.max_text_length, limits.max_list_length)
+        assert len(validation._VALID[key]) <= 2 * limits.max_nodes
