@@ -891,6 +891,8 @@ def stages(n: int) -> dict[str, Any]:
     row["metrics_cold_s"] = best(lambda: type(service.exposition)().render(published), 2)
     service.exposition.render(published)
     row["metrics_warm_gzip_s"] = best(lambda: service.exposition.render_gzip(published))
+    body, size = service.exposition.render_gzip(published)
+    row["metrics_gzip_bytes"], row["metrics_text_bytes"] = len(body), size
     return row
 
 

@@ -28,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 __all__ = [
     "SLICE_BYTES",
     "GzipBody",
+    "combined_crc",
     "crc32_combine",
     "deflate_fragment",
     "gzip_parts",
@@ -128,6 +129,17 @@ def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
     return (zlib.crc32(_zeros_of(length2), crc1 ^ _MASK) ^ _MASK ^ crc2) & _MASK
 
 
+def combined_crc(crcs: Sequence[int], sizes: Sequence[int]) -> tuple[int, int]:
+    """(CRC-32, size) of texts one after another, from each one's CRC-32 and size."""
+    crc = size = 0
+    zeros = _zeros_of(max(sizes, default=0))
+    for text_crc, length in zip(crcs, sizes, strict=True):
+        if length:
+            crc = zlib.crc32(zeros[:length], crc ^ _MASK) ^ _MASK ^ text_crc
+            size += length
+    return crc & _MASK, size
+
+
 class GzipBody:
     """One gzip member built in order from plain text and pre-compressed fragments.
 
@@ -155,15 +167,16 @@ class GzipBody:
         self, fragments: Sequence[bytes], crcs: Sequence[int], sizes: Sequence[int]
     ) -> None:
         """Appends deflate_fragment outputs whose texts had these CRC-32s and sizes."""
+        self.run_of_fragments(fragments, *combined_crc(crcs, sizes))
+
+    def run_of_fragments(self, fragments: Sequence[bytes], crc: int, size: int) -> None:
+        """Appends deflate_fragment outputs whose texts, one after another, have this
+        CRC-32 (combined_crc) and size."""
         self._flush_run()
         self._pieces.extend(fragments)
-        crc, size = self.crc, self.size
-        zeros = _zeros_of(max(sizes, default=0))
-        for fragment_crc, length in zip(crcs, sizes, strict=True):
-            if length:
-                crc = zlib.crc32(zeros[:length], crc ^ _MASK) ^ _MASK ^ fragment_crc
-                size += length
-        self.crc, self.size = crc, size
+        if size:
+            self.crc = crc32_combine(self.crc, crc, size)
+            self.size += size
 
     def _flush_run(self) -> None:
         if self._run:

@@ -38,7 +38,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from collector.compression import GzipBody, deflate_fragment
+from collector.compression import GzipBody, combined_crc, deflate_fragment
 from collector.concerns import CONCERNS, FAMILIES, Family, Sample
 from collector.concerns.egress import node_cert_expiries
 from collector.concerns.judging import unusable_samples
@@ -309,6 +309,14 @@ def _shared_expiries(expiries: dict[str, float]) -> dict[str, float]:
     return shared
 
 
+# A scrape sums the fragments' CRC-32s of a family in runs of this many nodes, and
+# keeps each run's sum for the next scrape (Exposition._runs).
+RUN_NODES = 256
+# (slot, first node's position) -> (the run's fragments, their texts' CRC-32 and size).
+# Equal fragments are equal texts (inflating is deterministic): a kept sum is never wrong.
+_Runs = dict[tuple[int, int], tuple[tuple[bytes, ...], int, int]]
+
+
 # Background pre-encoding (Exposition.prepare) renders this many changed nodes in
 # process, then pauses: gRPC's handler threads get the GIL between slices instead of
 # waiting behind a render of thousands of nodes.
@@ -341,6 +349,10 @@ class Exposition:
 
     def __init__(self, encoder: Encoder | None = None) -> None:
         self._nodes: dict[str, _NodeText] = {}
+        # The last scrape's runs of fragments: a run whose fragments are equal at the
+        # next scrape (families such as GPU info rarely change) is not summed again.
+        self._runs: _Runs = {}
+        self.runs_kept = 0  # runs whose sum a scrape took from the last one
         self._lock = threading.Lock()
         # Formats changed nodes elsewhere (another process) when given; else in process.
         self.encoder = encoder
@@ -438,6 +450,8 @@ class Exposition:
         # One column per family: map(itemgetter) picks a slot from every node in C.
         parts = [t.parts for t in texts]
         sums = [t.sums for t in texts]
+        previous: _Runs = self._runs
+        runs: _Runs = {}
         body = GzipBody()
         for fam in FAMILIES:
             body.text(fam.header)
@@ -449,14 +463,38 @@ class Exposition:
             if every & bit:
                 body.text(b"".join(map(itemgetter(slot), parts)))
             elif not some & bit:
-                body.fragments(
-                    list(map(itemgetter(slot), parts)),
-                    list(map(itemgetter(2 * slot), sums)),
-                    list(map(itemgetter(2 * slot + 1), sums)),
-                )
+                self._fragment_column(body, slot, parts, sums, previous, runs)
             else:
                 _mixed_column(body, texts, slot)
+        self._runs = runs
         return body.finish(), body.size
+
+    def _fragment_column(
+        self,
+        body: GzipBody,
+        slot: int,
+        parts: list[tuple[bytes, ...]],
+        sums: list[array[int]],
+        previous: _Runs,
+        runs: _Runs,
+    ) -> None:
+        """A family deflated at every node, in runs of RUN_NODES nodes; a run equal to
+        the last scrape's (compared in C) keeps its CRC-32 instead of summing it again."""
+        fragments = tuple(map(itemgetter(slot), parts))
+        for start in range(0, len(fragments), RUN_NODES):
+            run = fragments[start : start + RUN_NODES]
+            kept = previous.get((slot, start))
+            if kept is not None and kept[0] == run:
+                crc, size = kept[1], kept[2]
+                self.runs_kept += 1
+            else:
+                chosen = sums[start : start + RUN_NODES]
+                crc, size = combined_crc(
+                    list(map(itemgetter(2 * slot), chosen)),
+                    list(map(itemgetter(2 * slot + 1), chosen)),
+                )
+            runs[slot, start] = (run, crc, size)
+            body.run_of_fragments(run, crc, size)
 
     def render(self, view: Published) -> bytes:
         """The text exposition of `view`; CPU-bound, call it from a worker thread."""

@@ -24,6 +24,7 @@ from collector.exposition import (
     _NODE_FAMILIES,
     FAMILIES,
     PLAIN_MAX_BYTES,
+    RUN_NODES,
     Exposition,
     render,
     render_with_client,
@@ -42,6 +43,7 @@ from collector.state import ClusterState
 from preflight.mirrors import Mirror
 from preflight.v1 import report_pb2 as pb
 from tests.support.builders import T0, egress_down, egress_up, hardware, mount, ts
+from tests.support.builders import report as full_report
 from tests.support.promql import PROMTOOL_MISSING
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "metrics.txt"
@@ -494,3 +496,24 @@ def test_a_family_long_at_some_nodes_and_short_at_others_renders_the_same(
     kinds = [bool(c.text.plain & (1 << slot)) for c in exposition._nodes.values()]
     assert sorted(kinds) == [False] * long_nodes + [True] * (4 - long_nodes)
     assert text == render_with_client(view)
+
+
+def test_a_scrape_keeps_the_sums_of_unchanged_runs_and_writes_what_a_fresh_one_does() -> None:
+    # More nodes than one run (RUN_NODES): after one node changes, the runs it is not in
+    # are taken from the last scrape, the rest summed again; the text is a fresh render's.
+    state = ClusterState(LimitsConfig(), 30.0, 3, 300.0)
+    names = [f"node-{i:04d}" for i in range(2 * RUN_NODES + 10)]
+    for name in names:
+        state.accept(full_report(name), T0)
+    exposition = Exposition()
+    first = Published(state=state.snapshot(T0), verdicts=(), ready=(("install", True),))
+    exposition.render(first)
+    assert exposition.runs_kept == 0
+    changed = full_report(names[RUN_NODES + 3], down={"quay.io": "connect_refused"})
+    changed.sequence = 2
+    state.accept(changed, T0 + 1)
+    second = Published(state=state.snapshot(T0 + 1), verdicts=(), ready=(("install", True),))
+    text = exposition.render(second)
+    assert exposition.runs_kept > 0
+    assert text == Exposition().render(second) == render_with_client(second)
+    assert b'preflight_egress_failure{node="node-0259",reason="connect_refused"' in text
