@@ -335,6 +335,22 @@ async def saturate(spec: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ measuring process
 
 
+def start_generators(flag: str, specs: list[dict[str, Any]]) -> list[subprocess.Popen[str]]:
+    """One load-generator process per spec (this file run with `flag`), each ready to go."""
+    generators = [
+        subprocess.Popen(
+            [sys.executable, __file__, flag, json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for spec in specs
+    ]
+    for g in generators:
+        assert g.stdout is not None and g.stdout.readline().strip() == "ready"
+    return generators
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -489,7 +505,7 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         rss_idle_parts = rss_by_process(proc)
         duration = 2 * args.seconds
         share = -(-n // args.workers)
-        generators = []
+        specs: list[dict[str, Any]] = []
         for w in range(args.workers):
             spec = {
                 "address": f"127.0.0.1:{grpc_port}",
@@ -499,16 +515,8 @@ def measure(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "duration": duration,
                 "change_rate": args.change_rate,
             }
-            generators.append(
-                subprocess.Popen(
-                    [sys.executable, __file__, "--generator", json.dumps(spec)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        for g in generators:
-            assert g.stdout is not None and g.stdout.readline().strip() == "ready"
+            specs.append(spec)
+        generators = start_generators("--generator", specs)
         rss_loaded = rss_bytes(proc)
         load_before = os.getloadavg()
         begin_wall = time.time()
@@ -651,7 +659,7 @@ def measure_saturated(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, 
         proc = psutil.Process(collector.pid)
         time.sleep(3.0)  # the children import after the collector listens
         share = -(-n // args.workers)
-        generators = []
+        specs: list[dict[str, Any]] = []
         for w in range(args.workers):
             spec = {
                 "address": f"127.0.0.1:{grpc_port}",
@@ -661,16 +669,8 @@ def measure_saturated(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, 
                 "change_rate": args.change_rate,
                 "inflight": args.inflight,
             }
-            generators.append(
-                subprocess.Popen(
-                    [sys.executable, __file__, "--saturate-generator", json.dumps(spec)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        for g in generators:
-            assert g.stdout is not None and g.stdout.readline().strip() == "ready"
+            specs.append(spec)
+        generators = start_generators("--saturate-generator", specs)
         # Scraped like a monitored collector (--saturate-scrape-every): two scrapes before
         # the phase, so the collector knows the interval its /metrics text is read at.
         scrapes: list[tuple[float, float]] = []  # (started wall, seconds)
