@@ -280,8 +280,6 @@ def _judge(
 ) -> Verdict:
     of_nodes = list(zip(node_names, mounts, fresh, strict=True))
     paths = list(rule.paths) or sorted({path for _, of_node, _ in of_nodes for path in of_node})
-    if not of_nodes:
-        return Verdict(REQUIREMENT, "unknown", "no agent has reported recently")
     if not paths:
         return Verdict(
             REQUIREMENT,
