@@ -133,6 +133,8 @@ def combined_crc(crcs: Sequence[int], sizes: Sequence[int]) -> tuple[int, int]:
     """(CRC-32, size) of texts one after another, from each one's CRC-32 and size."""
     crc = size = 0
     zeros = _zeros_of(max(sizes, default=0))
+    # crc32_combine inlined, with one slice of zeros for all: a scrape runs this once
+    # per changed fragment (tens of thousands at 10,000 nodes).
     for text_crc, length in zip(crcs, sizes, strict=True):
         if length:
             crc = zlib.crc32(zeros[:length], crc ^ _MASK) ^ _MASK ^ text_crc

@@ -432,9 +432,10 @@ class Exposition:
         Per family in order: where every node's part is plain (and for the cluster-wide
         families), the text joined and compressed on the compression threads; where
         every node's is a fragment, the fragments copied as they were cached, their
-        CRC-32s combined; a family mixing both (a node with more series than the
-        others), node by node. Nothing cached is inflated or compressed again, and the
-        text is never held whole.
+        CRC-32s combined (per run of RUN_NODES, kept from the last scrape while equal);
+        a family mixing both (a node with more series than the others) is made the kind
+        most of its nodes have (_mixed_column), the only place where cached text is
+        inflated or compressed again. The text is never held whole.
         """
         cached = self._refresh(view)
         texts = [c.text for c in cached]
